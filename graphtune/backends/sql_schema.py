@@ -1,0 +1,39 @@
+"""The events table both SQL stores share: column order, row conversion, schema version."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from graphtune.tracing.events import EventKind, TrajectoryEvent
+
+SCHEMA_VERSION = 1
+
+COLUMNS = (
+    "event_id", "kind", "time", "trace_id", "span_id", "parent_span_id", "name", "node", "workflow",
+    "config_version", "variant", "source", "thread_id", "user_hash", "duration_ms", "status",
+    "input_tokens", "output_tokens", "score", "attributes",
+)
+COLUMN_LIST = ", ".join(COLUMNS)
+
+
+def dumps_attributes(attributes: dict[str, Any]) -> str:
+    return orjson.dumps(attributes, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
+def event_to_row(e: TrajectoryEvent) -> tuple:
+    return (
+        e.event_id, e.kind.value, e.time, e.trace_id, e.span_id, e.parent_span_id, e.name, e.node, e.workflow,
+        e.config_version, e.variant, e.source, e.thread_id, e.user_hash, e.duration_ms, e.status,
+        e.input_tokens, e.output_tokens, e.score, dumps_attributes(e.attributes),
+    )
+
+
+def row_to_event(row: tuple) -> TrajectoryEvent:
+    data = dict(zip(COLUMNS, row))
+    attributes = data["attributes"]
+    data["attributes"] = orjson.loads(attributes) if isinstance(attributes, (str, bytes)) else (attributes or {})
+    data["kind"] = EventKind(data["kind"])
+    data["event_id"] = str(data["event_id"])
+    return TrajectoryEvent.model_construct(**data)

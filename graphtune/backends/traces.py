@@ -1,0 +1,142 @@
+"""The trace store protocol and the URL that chooses one.
+
+Stores have a sync API: the recorder's writer thread and sync nodes call them directly; async code
+goes through ``asyncio.to_thread``. Each store creates and migrates its own schema and keeps a
+schema-version table. All stores pass ``tests/backends/test_trace_store_contract.py``.
+"""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from graphtune.tracing.events import EventKind, NodeStats, TraceSummary, TrajectoryEvent
+
+DEFAULT_DATABASE_URL = "sqlite:///.graphtune/graphtune.db"
+ACCEPTED_SCHEMES = ("jsonl:///DIR", "sqlite:///FILE", "postgresql://...")
+
+
+class UnknownBackendError(ValueError):
+    """A store URL with a scheme graphtune does not know."""
+
+
+@dataclass(frozen=True)
+class EventQuery:
+    """Which events to read. Times are unix seconds; ``since`` inclusive, ``until`` exclusive."""
+
+    trace_id: str | None = None
+    workflow: str | None = None
+    thread_id: str | None = None
+    kinds: tuple[EventKind, ...] | None = None
+    sources: tuple[str, ...] | None = None
+    since: float | None = None
+    until: float | None = None
+    limit: int | None = None
+
+    def matches(self, event: TrajectoryEvent) -> bool:
+        return (
+            (self.trace_id is None or event.trace_id == self.trace_id)
+            and (self.workflow is None or event.workflow == self.workflow)
+            and (self.thread_id is None or event.thread_id == self.thread_id)
+            and (self.kinds is None or event.kind in self.kinds)
+            and (self.sources is None or event.source in self.sources)
+            and (self.since is None or event.time >= self.since)
+            and (self.until is None or event.time < self.until)
+        )
+
+
+class TraceStore(ABC):
+    """Where trajectory events live. One small protocol, several real implementations."""
+
+    url: str
+
+    @abstractmethod
+    def write(self, events: Sequence[TrajectoryEvent]) -> None:
+        """Store a batch. May raise; the recorder's pipeline spills the batch and retries later."""
+
+    def write_replay(self, events: Sequence[TrajectoryEvent]) -> None:
+        """Store a batch that may have been stored before (spill replay): never duplicates an event_id."""
+        self.write(events)
+
+    @abstractmethod
+    def read(self, query: EventQuery = EventQuery()) -> list[TrajectoryEvent]:
+        """Events matching ``query``, oldest first, each event_id once."""
+
+    @abstractmethod
+    def traces(
+        self, *, workflow: str | None = None, sources: tuple[str, ...] | None = None, since: float | None = None, limit: int = 20
+    ) -> list[TraceSummary]:
+        """The most recent traces, newest first."""
+
+    @abstractmethod
+    def aggregate(
+        self,
+        *,
+        workflow: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        sources: tuple[str, ...] | None = ("production",),
+    ) -> list[NodeStats]:
+        """Per workflow and node over a window: count, error rate, p50/p95 latency, tokens, negative feedback."""
+
+    @abstractmethod
+    def prune(self, before: float) -> int:
+        """Delete events older than ``before`` (unix seconds); returns how many were deleted."""
+
+    @abstractmethod
+    def delete_user(self, user_hash: str) -> int:
+        """Delete every event of one (hashed) user; returns how many were deleted."""
+
+    @abstractmethod
+    def get_or_create_meta(self, key: str, default: str) -> str:
+        """The value kept under ``key``, storing ``default`` first if there is none (first writer wins)."""
+
+    def close(self) -> None:
+        """Release connections and file handles."""
+
+    def __enter__(self) -> TraceStore:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def traces_url_from_env() -> str:
+    return os.environ.get("GRAPHTUNE_TRACES_URL") or os.environ.get("GRAPHTUNE_DATABASE_URL") or DEFAULT_DATABASE_URL
+
+
+def open_trace_store(url: str | None = None) -> TraceStore:
+    """The trace store a URL names; with no URL, ``GRAPHTUNE_TRACES_URL``, ``GRAPHTUNE_DATABASE_URL`` or the default."""
+    url = url or traces_url_from_env()
+    scheme = url.split(":", 1)[0].lower() if ":" in url else ""
+    if scheme == "jsonl":
+        from graphtune.backends.jsonl import JsonlTraceStore
+
+        return JsonlTraceStore(url)
+    if scheme == "sqlite":
+        from graphtune.backends.sqlite import SqliteTraceStore
+
+        return SqliteTraceStore(url)
+    if scheme in ("postgresql", "postgres") or scheme.startswith("postgresql+"):
+        from graphtune.backends.postgres import PostgresTraceStore
+
+        return PostgresTraceStore(url)
+    raise UnknownBackendError(f"unknown trace store URL {url!r}: expected one of {', '.join(ACCEPTED_SCHEMES)}")
+
+
+def path_from_url(url: str, scheme: str) -> str:
+    """``sqlite:///rel.db`` -> ``rel.db``; ``sqlite:////abs.db`` -> ``/abs.db`` (SQLAlchemy's convention)."""
+    prefix = f"{scheme}://"
+    rest = url[len(prefix):]
+    if rest.startswith("/"):
+        rest = rest[1:]
+    if not rest:
+        raise UnknownBackendError(f"{url!r} names no path: expected {scheme}:///relative/path or {scheme}:////absolute/path")
+    return rest
+
+
+def iter_chunks(items: Sequence, size: int) -> Iterable[Sequence]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

@@ -1,0 +1,1 @@
+"""Recording trajectories: event model, trace context, redaction, the recorder and its pipeline."""

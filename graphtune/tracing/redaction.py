@@ -1,0 +1,78 @@
+"""Redaction of message content and attributes before any store or exporter sees them.
+
+The default masks e-mail addresses, phone numbers and API-key-like strings. A custom hook is any
+``Callable[[str], str]``. ``content_mode="hash"`` keeps only a hash and the length of message
+content and captured state strings, for teams that may not store text at all.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable
+from typing import Any, Literal
+
+ContentMode = Literal["full", "hash"]
+
+_PATTERNS: list[tuple[re.Pattern[str], str]] = [
+    (re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}"), "[EMAIL]"),
+    # Provider keys and tokens: sk-..., sk-proj-..., pk-lf-..., ghp_..., xoxb-..., AKIA..., Bearer ...
+    (re.compile(r"\b(?:sk|pk|rk)-(?:[A-Za-z]+-)*[A-Za-z0-9_-]{16,}"), "[API_KEY]"),
+    (re.compile(r"\b(?:ghp|gho|ghs|github_pat|xox[abpr])[-_][A-Za-z0-9_-]{16,}"), "[API_KEY]"),
+    (re.compile(r"\bAKIA[0-9A-Z]{16}\b"), "[API_KEY]"),
+    (re.compile(r"(?i)\bbearer\s+[A-Za-z0-9._~+/-]{16,}=*"), "Bearer [API_KEY]"),
+    # Phone numbers: international or grouped local numbers with at least 9 digits.
+    (re.compile(r"(?<![\w.])\+?\d[\d\s().-]{7,}\d(?![\w.])"), "[PHONE]"),
+]
+_QUICK = re.compile(r"[@\d]|sk-|pk-|rk-|gh|xox|AKIA|earer")
+
+
+def default_redact(text: str) -> str:
+    """Mask e-mail addresses, phone numbers and API-key-like strings."""
+    if not _QUICK.search(text):
+        return text
+    for pattern, replacement in _PATTERNS:
+        text = pattern.sub(lambda m, r=replacement: r if _count_digits_ok(m.group(0), r) else m.group(0), text)
+    return text
+
+
+def _count_digits_ok(match: str, replacement: str) -> bool:
+    """Phone matches need 9+ digits, so dates like 2026-11-21 and short numbers stay."""
+    if replacement != "[PHONE]":
+        return True
+    return sum(ch.isdigit() for ch in match) >= 9
+
+
+def hash_text(text: str) -> dict[str, Any]:
+    return {"sha256": hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest(), "length": len(text)}
+
+
+class Redactor:
+    """Applies the redaction hook (and content mode) to every string in an event's attributes."""
+
+    def __init__(self, hook: Callable[[str], str] | None = default_redact, content_mode: ContentMode = "full"):
+        if content_mode not in ("full", "hash"):
+            raise ValueError(f"content_mode must be 'full' or 'hash', got {content_mode!r}")
+        self.hook = hook
+        self.content_mode = content_mode
+
+    def apply(self, value: Any) -> Any:
+        if isinstance(value, str):
+            if self.content_mode == "hash":
+                return hash_text(value)
+            return self.hook(value) if self.hook else value
+        if isinstance(value, dict):
+            return {k: (v if k in _STRUCTURAL_KEYS else self.apply(v)) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self.apply(v) for v in value]
+        return value
+
+
+# Attribute keys that hold identifiers or names rather than user content: never masked or hashed.
+_STRUCTURAL_KEYS = frozenset(
+    {
+        "__type__", "type", "id", "name", "tool_call_id", "status", "role", "message_id",
+        "gen_ai.request.model", "gen_ai.response.model", "gen_ai.tool.name", "gen_ai.tool.call.id",
+        "gen_ai.operation.name", "gen_ai.system", "error.type", "langgraph_node", "phase",
+    }
+)
