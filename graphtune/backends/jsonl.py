@@ -11,7 +11,6 @@ import glob
 import logging
 import os
 import socket
-import time
 import uuid
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
@@ -25,7 +24,7 @@ from graphtune.tracing.events import NodeStats, TraceSummary, TrajectoryEvent
 log = logging.getLogger("graphtune.backends.jsonl")
 
 SCHEMA_VERSION = 1
-_META_FILE = "graphtune-meta.json"
+_META_DIR = "meta"
 
 
 def event_line(event: TrajectoryEvent) -> bytes:
@@ -69,48 +68,27 @@ class JsonlTraceStore(TraceStore):
         self.skipped_lines = 0
 
     def _check_schema(self) -> None:
-        meta = self._load_meta()
-        version = meta.get("schema_version")
-        if version is None:
-            meta["schema_version"] = SCHEMA_VERSION
-            self._save_meta(meta)
-        elif version > SCHEMA_VERSION:
+        version = int(self.get_or_create_meta("schema_version", str(SCHEMA_VERSION)))
+        if version > SCHEMA_VERSION:
             raise RuntimeError(f"{self.directory}: trace files use schema {version}, newer than this graphtune ({SCHEMA_VERSION})")
 
-    def _meta_path(self) -> str:
-        return os.path.join(self.directory, _META_FILE)
-
-    def _load_meta(self) -> dict:
-        try:
-            with open(self._meta_path(), "rb") as fh:
-                return orjson.loads(fh.read())
-        except FileNotFoundError:
-            return {}
-
-    def _save_meta(self, meta: dict) -> None:
-        tmp = f"{self._meta_path()}.{os.getpid()}.tmp"
-        with open(tmp, "wb") as fh:
-            fh.write(orjson.dumps(meta))
-        os.replace(tmp, self._meta_path())
-
     def get_or_create_meta(self, key: str, default: str) -> str:
-        meta = self._load_meta()
-        if key not in meta:
-            # O_EXCL lock file: of two processes creating the salt at once, one writes it.
-            lock = os.path.join(self.directory, f".{key}.lock")
+        """Each key is a file created with link(2): atomic, so the first writer wins across processes."""
+        meta_dir = os.path.join(self.directory, _META_DIR)
+        os.makedirs(meta_dir, exist_ok=True)
+        final = os.path.join(meta_dir, key)
+        if not os.path.exists(final):
+            tmp = f"{final}.{uuid.uuid4().hex}.tmp"
+            with open(tmp, "w") as fh:
+                fh.write(default)
             try:
-                fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-                os.close(fd)
-                meta = self._load_meta()
-                meta.setdefault(key, default)
-                self._save_meta(meta)
+                os.link(tmp, final)
             except FileExistsError:
-                for _ in range(100):
-                    meta = self._load_meta()
-                    if key in meta:
-                        break
-                    time.sleep(0.01)
-        return self._load_meta().get(key, default)
+                pass
+            finally:
+                os.unlink(tmp)
+        with open(final) as fh:
+            return fh.read()
 
     # -- writing -------------------------------------------------------------------------
     def write(self, events: Sequence[TrajectoryEvent]) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 MAX_STRING = 4000
 MAX_ITEMS = 200
 MAX_DEPTH = 8
+_PLAIN = (str, int, bool, type(None))
 
 
 def _truncate(text: str, limit: int) -> str:
@@ -52,6 +53,12 @@ def message_to_dict(message: Any) -> dict[str, Any]:
 
 def to_jsonable(value: Any, *, max_string: int = MAX_STRING, _depth: int = 0) -> Any:
     """JSON-safe copy of ``value``: containers recursed, the rest type-tagged. Never raises."""
+    if type(value) is dict and len(value) <= 8:
+        for k, v in value.items():
+            if type(k) is not str or type(v) not in _PLAIN or (type(v) is str and len(v) > max_string):
+                break
+        else:
+            return value  # the common small flat state update: already JSON-safe (and a private copy)
     if value is None or isinstance(value, (bool, int, float)):
         if isinstance(value, float) and value != value:  # NaN is not JSON
             return {"__type__": "float", "repr": "nan"}

@@ -1,0 +1,162 @@
+"""recording_overhead: what graphtune's recorder adds per LangGraph node, beside a do-nothing
+callback handler and Langfuse's own LangChain CallbackHandler exporting to a local HTTP sink.
+
+A 20-node graph of no-op nodes runs under each variant, interleaved (none, noop, graphtune,
+langfuse, none, ...) in one process. Each timed region ends with a flush() of the handler's
+pipeline, so background writing counts. Added cost per node = (median variant - median none) / 20.
+Both the async path (``ainvoke``: how the LangGraph server runs graphs) and the sync path are
+measured; the ratios in the headline keys are for the async path.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import json
+import sys
+import tempfile
+import time
+from typing import TypedDict
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _sink import start_http_sink  # noqa: E402
+
+NODES = 20
+
+
+class State(TypedDict):
+    x: int
+
+
+def build_graph():
+    from langgraph.graph import END, START, StateGraph
+
+    graph = StateGraph(State)
+    previous = START
+    for i in range(NODES):
+        graph.add_node(f"n{i}", lambda s: {"x": s["x"] + 1})
+        graph.add_edge(previous, f"n{i}")
+        previous = f"n{i}"
+    graph.add_edge(previous, END)
+    return graph.compile()
+
+
+def make_variants(tmp: str, sink_url: str):
+    from langchain_core.callbacks import AsyncCallbackHandler, BaseCallbackHandler
+    from langfuse import Langfuse
+    from langfuse.langchain import CallbackHandler
+
+    from graphtune.tracing.recorder import TrajectoryRecorder
+
+    class NoopHandler(BaseCallbackHandler):
+        """Does nothing; LangChain still builds run trees and calls it."""
+
+    class AsyncNoopHandler(AsyncCallbackHandler):
+        """The do-nothing handler for async code (a sync one would be sent to a thread executor)."""
+
+    recorder = TrajectoryRecorder(f"jsonl:///{tmp}/traces", spill_dir=f"{tmp}/spill")
+    langfuse = Langfuse(public_key="pk-lf-bench", secret_key="sk-lf-bench", base_url=sink_url, flush_interval=5)
+    lf_handler = CallbackHandler()
+    return {
+        "none": ([], lambda: None),
+        "noop": ([NoopHandler()], lambda: None),
+        "async_noop": ([AsyncNoopHandler()], lambda: None),
+        "graphtune": ([recorder], recorder.flush),
+        "langfuse": ([lf_handler], langfuse.flush),
+    }, recorder
+
+
+def time_sync(graph, callbacks, flush, runs: int) -> float:
+    config = {"callbacks": callbacks} if callbacks else None
+    start = time.perf_counter()
+    for _ in range(runs):
+        graph.invoke({"x": 0}, config=config)
+    flush()
+    return (time.perf_counter() - start) / runs
+
+
+async def time_async(graph, callbacks, flush, runs: int) -> float:
+    config = {"callbacks": callbacks} if callbacks else None
+    start = time.perf_counter()
+    for _ in range(runs):
+        await graph.ainvoke({"x": 0}, config=config)
+    flush()
+    return (time.perf_counter() - start) / runs
+
+
+def per_node_us(samples: dict[str, list[float]], variant: str, base: str = "none") -> float:
+    return (statistics.median(samples[variant]) - statistics.median(samples[base])) / NODES * 1e6
+
+
+def paired_ratio(samples, a: str, b: str, base: str = "none") -> float:
+    """Median over rounds of (a - base) / (b - base), each round's variants measured back to back."""
+    ratios = [
+        (sa - sn) / (sb - sn)
+        for sa, sb, sn in zip(samples[a], samples[b], samples[base])
+        if sb - sn > 0
+    ]
+    return statistics.median(ratios)
+
+
+def measure(rounds: int, runs: int) -> dict:
+    tmp = tempfile.mkdtemp(prefix="graphtune-bench-")
+    sink = start_http_sink()
+    try:
+        variants, recorder = make_variants(tmp, sink.url)
+        graph = build_graph()
+        sync_names = ["none", "noop", "graphtune", "langfuse"]
+        async_names = ["none", "async_noop", "noop", "graphtune", "langfuse"]
+        for name in sync_names:  # warm up imports, caches and the langfuse exporter
+            time_sync(graph, *variants[name], runs=5)
+        sync = {n: [] for n in sync_names}
+        asyn = {n: [] for n in async_names}
+        for _ in range(rounds):
+            for name in sync_names:
+                sync[name].append(time_sync(graph, *variants[name], runs=runs))
+        for _ in range(rounds):
+            for name in async_names:
+                asyn[name].append(asyncio.run(time_async(graph, *variants[name], runs=runs)))
+        stats = recorder.stats()
+        recorder.close()
+    finally:
+        sink.stop()
+    return {
+        "nodes": NODES,
+        "rounds": rounds,
+        "runs_per_round": runs,
+        "us_per_step_langgraph_async": statistics.median(asyn["none"]) / NODES * 1e6,
+        "us_per_node_graphtune": per_node_us(asyn, "graphtune"),
+        "us_per_node_noop_callback": per_node_us(asyn, "async_noop"),
+        "us_per_node_langfuse": per_node_us(asyn, "langfuse"),
+        "ratio_vs_noop": paired_ratio(asyn, "graphtune", "async_noop"),
+        "ratio_vs_langfuse": paired_ratio(asyn, "graphtune", "langfuse"),
+        "async_us_per_node_sync_noop_handler": per_node_us(asyn, "noop"),
+        "us_per_step_langgraph_sync": statistics.median(sync["none"]) / NODES * 1e6,
+        "sync_us_per_node_graphtune": per_node_us(sync, "graphtune"),
+        "sync_us_per_node_noop_callback": per_node_us(sync, "noop"),
+        "sync_us_per_node_langfuse": per_node_us(sync, "langfuse"),
+        "sync_ratio_vs_noop": paired_ratio(sync, "graphtune", "noop"),
+        "sync_ratio_vs_langfuse": paired_ratio(sync, "graphtune", "langfuse"),
+        "graphtune_events_written": stats["written"],
+        "graphtune_events_dropped": stats["dropped"],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--runs", type=int, default=40)
+    args = parser.parse_args()
+    result = measure(args.rounds, args.runs)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        for key, value in result.items():
+            print(f"{key:40s} {value:.3f}" if isinstance(value, float) else f"{key:40s} {value}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,438 @@
+"""PostgreSQL trace store: COPY for ingest, a per-minute rollup for hot-spot queries.
+
+Tables (created and migrated here, version kept in ``graphtune_schema`` under component "traces"):
+
+- ``events``: one row per event, the columns of ``sql_schema.COLUMNS``. Indexes are few on purpose,
+  because every index is paid on every COPY:
+    * primary key on ``event_id`` (uuid): ids are UUIDv7-shaped, so inserts append at the right
+      edge of the B-tree, and replayed batches need it to skip stored events;
+    * BRIN on ``time``: tiny and nearly free to maintain, because events arrive roughly in time
+      order; it serves time windows (aggregate edges, prune, ``read(since=...)``).
+      ``autosummarize`` lets autovacuum summarize filled ranges without a manual VACUUM;
+    * B-tree on ``trace_id``: showing one trace and joining feedback to the nodes of its trace;
+    * partial index on ``time`` for ``kind = 'feedback'`` rows only: negative feedback in a window
+      without scanning the window's other rows, at no cost for the other kinds.
+  There is deliberately no index on ``user_hash`` or ``workflow``: user deletion is rare and may
+  scan, and per-workflow hot spots come from the rollup.
+- ``node_rollup``: per (workflow, node, source, config_version, variant, minute) the count,
+  errors, duration sum, tokens and a log-bucket latency histogram (``aggregate.bucket_of``),
+  upserted in the same transaction as the events. ``aggregate`` reads whole minutes from it and
+  raw rows only for the partial minutes at the window's edges. Untagged workflow and variant are
+  stored as '' and an untagged config version as 0 (versions start at 1), so the key can be unique.
+- ``graphtune_meta``: key/value pairs, first writer wins.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+
+import orjson
+import psycopg
+from psycopg.types.json import set_json_loads
+from psycopg_pool import ConnectionPool
+
+from graphtune.backends.aggregate import StatsBuilder, bucket_of
+from graphtune.backends.sql_schema import COLUMN_LIST, event_to_row, row_to_event
+from graphtune.backends.summaries import summarize_traces
+from graphtune.backends.traces import EventQuery, TraceStore
+from graphtune.tracing.events import NEGATIVE_FEEDBACK_BELOW, RUN_NODE, NodeStats, TraceSummary, TrajectoryEvent
+
+SCHEMA_VERSION = 1
+# One advisory lock for every graphtune migration in a database (the key is arbitrary but fixed).
+MIGRATION_LOCK_KEY = 0x6772617068747500  # b"graphtu\0"
+
+_EVENTS_DDL = """CREATE TABLE IF NOT EXISTS events (
+    event_id uuid PRIMARY KEY, kind text NOT NULL, time double precision NOT NULL, trace_id text NOT NULL,
+    span_id text NOT NULL, parent_span_id text, name text NOT NULL, node text, workflow text,
+    config_version integer, variant text, source text NOT NULL, thread_id text, user_hash text,
+    duration_ms double precision, status text, input_tokens bigint, output_tokens bigint,
+    score double precision, attributes jsonb NOT NULL)"""
+
+_MIGRATIONS = {
+    1: [
+        _EVENTS_DDL,
+        "CREATE INDEX IF NOT EXISTS events_time_brin ON events USING brin (time) WITH (pages_per_range = 16, autosummarize = on)",
+        "CREATE INDEX IF NOT EXISTS events_trace ON events (trace_id)",
+        "CREATE INDEX IF NOT EXISTS events_feedback_time ON events (time) WHERE kind = 'feedback'",
+        """CREATE TABLE IF NOT EXISTS node_rollup (
+            workflow text NOT NULL, minute bigint NOT NULL, node text NOT NULL, source text NOT NULL,
+            config_version integer NOT NULL, variant text NOT NULL,
+            count bigint NOT NULL, errors bigint NOT NULL, duration_sum double precision NOT NULL,
+            input_tokens bigint NOT NULL, output_tokens bigint NOT NULL, hist jsonb NOT NULL,
+            PRIMARY KEY (workflow, minute, node, source, config_version, variant))""",
+        # Adds two {bucket: count} histograms key by key.
+        """CREATE OR REPLACE FUNCTION graphtune_hist_add(a jsonb, b jsonb) RETURNS jsonb
+            LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+            SELECT coalesce(jsonb_object_agg(key, total), '{}'::jsonb) FROM (
+                SELECT key, sum(value::bigint) AS total
+                FROM (SELECT * FROM jsonb_each_text(a) UNION ALL SELECT * FROM jsonb_each_text(b)) AS both_
+                GROUP BY key) AS summed
+            $$""",
+        "CREATE TABLE IF NOT EXISTS graphtune_meta (key text PRIMARY KEY, value text NOT NULL)",
+    ]
+}
+
+_ROLLUP_KINDS = ("node_end", "node_error", "run_end", "llm_usage")
+# The event fields the rollup needs, in the order _rollup_of reads them (also RETURNING order on replay).
+_ROLLUP_FIELDS = (
+    "kind", "time", "name", "node", "workflow", "config_version", "variant", "source", "duration_ms", "status",
+    "input_tokens", "output_tokens",
+)
+_UPSERT_ROLLUP = """
+INSERT INTO node_rollup AS r (workflow, minute, node, source, config_version, variant,
+                              count, errors, duration_sum, input_tokens, output_tokens, hist)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb)
+ON CONFLICT (workflow, minute, node, source, config_version, variant) DO UPDATE SET
+    count = r.count + excluded.count, errors = r.errors + excluded.errors,
+    duration_sum = r.duration_sum + excluded.duration_sum,
+    input_tokens = r.input_tokens + excluded.input_tokens, output_tokens = r.output_tokens + excluded.output_tokens,
+    hist = graphtune_hist_add(r.hist, excluded.hist)"""
+
+
+class SchemaTooNewError(RuntimeError):
+    """The database was migrated by a newer graphtune than this one."""
+
+
+def libpq_url(url: str) -> str:
+    """``postgresql+psycopg://...`` (SQLAlchemy style) -> ``postgresql://...``; libpq takes the rest as is."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or not (scheme in ("postgresql", "postgres") or scheme.startswith("postgresql+")):
+        raise ValueError(f"{url!r} is not a PostgreSQL URL: expected postgresql://user:password@host/dbname")
+    return f"postgresql://{rest}"
+
+
+def migrate(conn: psycopg.Connection, component: str, migrations: dict[int, list[str]]) -> None:
+    """Apply the migrations newer than the recorded version of ``component``, in one transaction.
+
+    A transaction-scoped advisory lock serializes processes that start at once: without it two
+    ``CREATE TABLE IF NOT EXISTS`` can race and one fails on the catalog's unique index.
+    """
+    latest = max(migrations)
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK_KEY,))
+        conn.execute("CREATE TABLE IF NOT EXISTS graphtune_schema (component text PRIMARY KEY, version integer NOT NULL)")
+        row = conn.execute("SELECT version FROM graphtune_schema WHERE component = %s", (component,)).fetchone()
+        current = row[0] if row else 0
+        if current > latest:
+            raise SchemaTooNewError(
+                f"database {conn.info.dbname!r}: {component} schema version {current} is newer than this graphtune "
+                f"supports ({latest}); upgrade graphtune"
+            )
+        for version in range(current + 1, latest + 1):
+            for statement in migrations[version]:
+                conn.execute(statement)
+        if current != latest:
+            conn.execute(
+                "INSERT INTO graphtune_schema (component, version) VALUES (%s, %s) "
+                "ON CONFLICT (component) DO UPDATE SET version = excluded.version",
+                (component, latest),
+            )
+
+
+def minute_of(t: float) -> int:
+    """The minute m with m*60 <= t < (m+1)*60, exactly (float division alone can round across the edge)."""
+    m = math.floor(t / 60)
+    if m * 60 > t:
+        m -= 1
+    elif (m + 1) * 60 <= t:
+        m += 1
+    return m
+
+
+def first_minute_from(t: float) -> int:
+    """The first minute starting at or after t."""
+    m = minute_of(t)
+    return m if m * 60 == t else m + 1
+
+
+def _configure(conn: psycopg.Connection) -> None:
+    set_json_loads(orjson.loads, conn)
+
+
+class _RollupRow:
+    __slots__ = ("count", "errors", "duration_sum", "input_tokens", "output_tokens", "hist")
+
+    def __init__(self) -> None:
+        self.count = self.errors = self.input_tokens = self.output_tokens = 0
+        self.duration_sum = 0.0
+        self.hist: dict[int, int] = defaultdict(int)
+
+
+def _rollup_of(rows: Iterable[tuple]) -> list[tuple]:
+    """Rollup upsert parameters for a batch, in ``_ROLLUP_FIELDS`` order, sorted by key.
+
+    Same semantics as ``aggregate.stats_from_events``. Sorted keys make concurrent writers lock
+    rollup rows in one order, so they cannot deadlock.
+    """
+    acc: dict[tuple, _RollupRow] = defaultdict(_RollupRow)
+    for kind, t, name, node, workflow, config_version, variant, source, duration_ms, status, tin, tout in rows:
+        base = (workflow or "", minute_of(t))
+        tags = (source, config_version or 0, variant or "")
+        if kind == "llm_usage":
+            targets = [node or RUN_NODE] + ([RUN_NODE] if node else [])
+            for target in targets:
+                r = acc[(*base, target, *tags)]
+                r.input_tokens += tin or 0
+                r.output_tokens += tout or 0
+            continue
+        if kind == "run_end":
+            r = acc[(*base, RUN_NODE, *tags)]
+            r.errors += status == "error"
+        else:  # node_end / node_error
+            r = acc[(*base, name, *tags)]
+            r.errors += kind == "node_error"
+        r.count += 1
+        if duration_ms is not None:
+            r.duration_sum += duration_ms
+            r.hist[bucket_of(duration_ms)] += 1
+    return [
+        (*key, r.count, r.errors, r.duration_sum, r.input_tokens, r.output_tokens, orjson.dumps(r.hist, option=orjson.OPT_NON_STR_KEYS).decode())
+        for key, r in sorted(acc.items())
+    ]
+
+
+def _rollup_fields(events: Sequence[TrajectoryEvent]) -> Iterable[tuple]:
+    for e in events:
+        kind = e.kind.value
+        if kind in _ROLLUP_KINDS:
+            yield (kind, e.time, e.name, e.node, e.workflow, e.config_version, e.variant, e.source, e.duration_ms,
+                   e.status, e.input_tokens, e.output_tokens)
+
+
+class PostgresTraceStore(TraceStore):
+    """Thread-safe: every call borrows its own connection from a small pool (writer thread + readers)."""
+
+    def __init__(self, url: str, *, pool_size: int = 4):
+        self.url = url
+        conninfo = libpq_url(url)
+        with psycopg.connect(conninfo, autocommit=True, connect_timeout=15) as conn:
+            migrate(conn, "traces", _MIGRATIONS)
+        self._pool = ConnectionPool(
+            conninfo, min_size=1, max_size=pool_size, kwargs={"autocommit": True}, configure=_configure,
+            check=ConnectionPool.check_connection, open=True, name="graphtune-traces",
+        )
+
+    # -- writing -------------------------------------------------------------------------
+    def write(self, events: Sequence[TrajectoryEvent]) -> None:
+        """COPY the batch and upsert its rollup in one transaction; stored ids fall back to replay."""
+        if not events:
+            return
+        rows = [event_to_row(e) for e in events]
+        rollup = _rollup_of(_rollup_fields(events))
+        try:
+            with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+                with cur.copy(f"COPY events ({COLUMN_LIST}) FROM STDIN") as copy:
+                    for row in rows:
+                        copy.write_row(row)
+                if rollup:
+                    cur.executemany(_UPSERT_ROLLUP, rollup)
+        except psycopg.errors.UniqueViolation:
+            # Part of the batch is stored already (a retried batch): keep the new events only.
+            self.write_replay(events)
+
+    def write_replay(self, events: Sequence[TrajectoryEvent]) -> None:
+        """Insert only unseen event ids, and roll up only the rows actually inserted."""
+        if not events:
+            return
+        returning = ", ".join(_ROLLUP_FIELDS)
+        with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+            cur.execute("CREATE TEMP TABLE IF NOT EXISTS graphtune_replay (LIKE events) ON COMMIT DELETE ROWS")
+            with cur.copy(f"COPY graphtune_replay ({COLUMN_LIST}) FROM STDIN") as copy:
+                for e in events:
+                    copy.write_row(event_to_row(e))
+            cur.execute(
+                f"INSERT INTO events ({COLUMN_LIST}) SELECT {COLUMN_LIST} FROM graphtune_replay "
+                f"ON CONFLICT (event_id) DO NOTHING RETURNING {returning}"
+            )
+            inserted = [r for r in cur.fetchall() if r[0] in _ROLLUP_KINDS]
+            rollup = _rollup_of(inserted)
+            if rollup:
+                cur.executemany(_UPSERT_ROLLUP, rollup)
+
+    # -- reading -------------------------------------------------------------------------
+    @staticmethod
+    def _where(query: EventQuery) -> tuple[list[str], list]:
+        where: list[str] = []
+        params: list = []
+        for column, value in (("trace_id", query.trace_id), ("workflow", query.workflow), ("thread_id", query.thread_id)):
+            if value is not None:
+                where.append(f"{column} = %s")
+                params.append(value)
+        if query.kinds is not None:
+            where.append("kind = ANY(%s)")
+            params.append([k.value for k in query.kinds])
+        if query.sources is not None:
+            where.append("source = ANY(%s)")
+            params.append(list(query.sources))
+        if query.since is not None:
+            where.append("time >= %s")
+            params.append(query.since)
+        if query.until is not None:
+            where.append("time < %s")
+            params.append(query.until)
+        return where, params
+
+    def _fetch(self, sql: str, params: Sequence = ()) -> list[tuple]:
+        with self._pool.connection() as conn:
+            return conn.execute(sql, params).fetchall()
+
+    def _select(self, where: list[str], params: list, limit: int | None = None) -> list[TrajectoryEvent]:
+        sql = f"SELECT {COLUMN_LIST} FROM events"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY time, event_id"
+        if limit:
+            sql += f" LIMIT {int(limit)}"
+        return [row_to_event(r) for r in self._fetch(sql, params)]
+
+    def read(self, query: EventQuery = EventQuery()) -> list[TrajectoryEvent]:
+        where, params = self._where(query)
+        return self._select(where, params, limit=query.limit)
+
+    def traces(self, *, workflow=None, sources=None, since=None, limit=20) -> list[TraceSummary]:
+        where, params = self._where(EventQuery(workflow=workflow, sources=sources, since=since))
+        sql = "SELECT trace_id FROM events"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += f" GROUP BY trace_id ORDER BY min(time) DESC LIMIT {int(limit)}"
+        trace_ids = [r[0] for r in self._fetch(sql, params)]
+        if not trace_ids:
+            return []
+        return summarize_traces(self._select(["trace_id = ANY(%s)"], [trace_ids]), limit)
+
+    def aggregate(self, *, workflow=None, since=None, until=None, sources=("production",)) -> list[NodeStats]:
+        """``stats_from_events`` semantics, from the rollup for whole minutes and raw rows at the edges.
+
+        Counts, errors, tokens and means are exact. Quantiles are exact when the window holds no
+        whole minute, and from log-bucket histograms (within 1%) otherwise.
+        """
+        lo = None if since is None else first_minute_from(since)
+        hi = None if until is None else minute_of(until)
+        use_rollup = lo is None or hi is None or lo < hi
+        builder = StatsBuilder()
+        filters, params = [], []
+        if workflow is not None:
+            filters.append("workflow = %s")
+            params.append(workflow)
+        if sources is not None:
+            filters.append("source = ANY(%s)")
+            params.append(list(sources))
+        with self._pool.connection() as conn:
+            if use_rollup:
+                self._add_rollup(conn, builder, filters, params, lo, hi)
+            self._add_edges(conn, builder, filters, params, since, until, lo if use_rollup else None, hi if use_rollup else None, use_rollup)
+            self._add_negative_feedback(conn, builder, filters, params, since, until)
+        return builder.build()
+
+    @staticmethod
+    def _add_rollup(conn, builder: StatsBuilder, filters: list[str], params: list, lo: int | None, hi: int | None) -> None:
+        where, args = list(filters), list(params)
+        if lo is not None:
+            where.append("minute >= %s")
+            args.append(lo)
+        if hi is not None:
+            where.append("minute < %s")
+            args.append(hi)
+        cond = " AND ".join(where) or "true"
+        for wf, node, count, errors, duration_sum, tin, tout in conn.execute(
+            "SELECT workflow, node, sum(count), sum(errors), sum(duration_sum), sum(input_tokens), sum(output_tokens) "
+            f"FROM node_rollup WHERE {cond} GROUP BY workflow, node", args,
+        ):
+            acc = builder[(wf, node)]
+            acc.count += int(count)
+            acc.errors += int(errors)
+            acc.duration_sum += duration_sum
+            acc.input_tokens += int(tin)
+            acc.output_tokens += int(tout)
+        for wf, node, bucket, n in conn.execute(
+            "SELECT r.workflow, r.node, h.key::int, sum(h.value::bigint) "
+            f"FROM node_rollup AS r, jsonb_each_text(r.hist) AS h WHERE {cond} GROUP BY 1, 2, 3", args,
+        ):
+            builder[(wf, node)].hist[bucket] += int(n)
+
+    @staticmethod
+    def _add_edges(conn, builder, filters, params, since, until, lo, hi, use_rollup: bool) -> None:
+        """Raw rows of the window outside the rollup's whole minutes (all of it when there are none)."""
+        where, args = list(filters), list(params)
+        where.append("kind = ANY(%s)")
+        args.append(list(_ROLLUP_KINDS))
+        if since is not None:
+            where.append("time >= %s")
+            args.append(since)
+        if until is not None:
+            where.append("time < %s")
+            args.append(until)
+        if use_rollup:
+            outside = []
+            if lo is not None:
+                outside.append("time < %s")
+                args.append(float(lo * 60))
+            if hi is not None:
+                outside.append("time >= %s")
+                args.append(float(hi * 60))
+            if not outside:
+                return  # the rollup covers everything
+            where.append("(" + " OR ".join(outside) + ")")
+        rows = conn.execute(
+            "SELECT kind, coalesce(workflow, ''), name, node, duration_ms, status, input_tokens, output_tokens "
+            f"FROM events WHERE {' AND '.join(where)}", args,
+        )
+        for kind, wf, name, node, duration_ms, status, tin, tout in rows:
+            if kind == "llm_usage":
+                builder.add_tokens((wf, node or RUN_NODE), tin, tout)
+                if node:
+                    builder.add_tokens((wf, RUN_NODE), tin, tout)
+            elif kind == "run_end":
+                builder[(wf, RUN_NODE)].add(duration_ms, status == "error")
+            else:
+                builder[(wf, name)].add(duration_ms, kind == "node_error")
+
+    @staticmethod
+    def _add_negative_feedback(conn, builder, filters, params, since, until) -> None:
+        """Each negative feedback in the window counts once for every node its trace ran (at any time) and for the run."""
+        where, args = list(filters), list(params)
+        where += ["kind = 'feedback'", "score < %s"]
+        args.append(NEGATIVE_FEEDBACK_BELOW)
+        if since is not None:
+            where.append("time >= %s")
+            args.append(since)
+        if until is not None:
+            where.append("time < %s")
+            args.append(until)
+        rows = conn.execute(
+            f"""WITH neg AS (SELECT trace_id, count(*) AS n FROM events WHERE {' AND '.join(where)} GROUP BY trace_id),
+            ran AS (SELECT DISTINCT e.trace_id, coalesce(e.workflow, '') AS wf, e.name AS node
+                    FROM events AS e JOIN neg USING (trace_id) WHERE e.kind IN ('node_end', 'node_error')),
+            targets AS (SELECT trace_id, wf, node FROM ran UNION SELECT trace_id, wf, %s FROM ran)
+            SELECT wf, node, sum(n) FROM targets JOIN neg USING (trace_id) GROUP BY wf, node""",
+            [*args, RUN_NODE],
+        ).fetchall()
+        builder.add_negative_feedback((wf, node, int(n)) for wf, node, n in rows)
+
+    # -- retention -----------------------------------------------------------------------
+    def prune(self, before: float) -> int:
+        """Delete events older than ``before`` and the rollup minutes that end at or before it.
+
+        The minute that straddles ``before`` keeps its rollup row until a later prune passes it.
+        """
+        with self._pool.connection() as conn, conn.transaction():
+            deleted = conn.execute("DELETE FROM events WHERE time < %s", (before,)).rowcount
+            conn.execute("DELETE FROM node_rollup WHERE minute < %s", (minute_of(before),))
+        return deleted
+
+    def delete_user(self, user_hash: str) -> int:
+        """Delete the user's events. Rollups need no change: they hold per-node counts, latencies and
+        tokens per minute, with no user, trace or thread ids."""
+        with self._pool.connection() as conn:
+            return conn.execute("DELETE FROM events WHERE user_hash = %s", (user_hash,)).rowcount
+
+    def get_or_create_meta(self, key: str, default: str) -> str:
+        with self._pool.connection() as conn:
+            conn.execute("INSERT INTO graphtune_meta (key, value) VALUES (%s, %s) ON CONFLICT (key) DO NOTHING", (key, default))
+            return conn.execute("SELECT value FROM graphtune_meta WHERE key = %s", (key,)).fetchone()[0]
+
+    def close(self) -> None:
+        self._pool.close()
+
