@@ -35,15 +35,25 @@ def exact_quantile(sorted_values: list[float], q: float) -> float | None:
 
 
 def histogram_quantile(hist: dict[int, int], q: float) -> float | None:
+    """``exact_quantile`` with each rank's value replaced by its bucket's midpoint (so within 1%).
+
+    Interpolating between the two ranks like the exact definition matters in sparse tails, where
+    neighbouring values can lie several buckets apart.
+    """
     total = sum(hist.values())
     if total == 0:
         return None
-    target = q * (total - 1)
+    pos = (total - 1) * q
+    lo = math.floor(pos)
+    hi = min(lo + 1, total - 1)
+    lo_value = None
     seen = 0
     for bucket in sorted(hist):
         seen += hist[bucket]
-        if seen > target:
-            return bucket_value(bucket)
+        if lo_value is None and seen > lo:
+            lo_value = bucket_value(bucket)
+        if seen > hi:
+            return lo_value + (bucket_value(bucket) - lo_value) * (pos - lo)
     return bucket_value(max(hist))
 
 

@@ -30,6 +30,7 @@ from collections.abc import Iterable, Sequence
 
 import orjson
 import psycopg
+from psycopg.adapt import Loader
 from psycopg.types.json import set_json_loads
 from psycopg_pool import ConnectionPool
 
@@ -147,8 +148,16 @@ def first_minute_from(t: float) -> int:
     return m if m * 60 == t else m + 1
 
 
+class _HexUuidLoader(Loader):
+    """Event ids come back as 32 hex digits, the form ``new_event_id`` makes, not uuid's dashed text."""
+
+    def load(self, data) -> str:
+        return bytes(data).decode().replace("-", "")
+
+
 def _configure(conn: psycopg.Connection) -> None:
     set_json_loads(orjson.loads, conn)
+    conn.adapters.register_loader("uuid", _HexUuidLoader)
 
 
 class _RollupRow:

@@ -46,7 +46,7 @@ class TrajectoryRecorder(BaseCallbackHandler):
     run_inline = True  # called in the workflow's own thread/loop, never via an executor
     raise_error = False
     ignore_retriever = True
-    ignore_agent = True
+    # ignore_agent stays False: LangChain gates the tool callbacks (on_tool_start/end/error) on it.
 
     def __init__(
         self,

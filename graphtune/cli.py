@@ -1,0 +1,184 @@
+"""The ``graphtune`` command line (typer): traces now; tune, approve, eval and config join it."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import time
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from graphtune.backends.traces import EventQuery, TraceStore, UnknownBackendError, open_trace_store
+
+app = typer.Typer(help="graphtune: record, observe and tune LangGraph workflows.", no_args_is_help=True, add_completion=False)
+traces_app = typer.Typer(help="Read recorded trajectories: list, show, stats; retention and deletion.", no_args_is_help=True)
+app.add_typer(traces_app, name="traces")
+console = Console(width=None if sys.stdout.isatty() else 140)  # logs and pipes get readable tables
+errors = Console(stderr=True, soft_wrap=True, highlight=False)  # one unwrapped line per error
+
+BackendOpt = Annotated[Optional[str], typer.Option("--backend", help="Trace store URL (jsonl:///DIR, sqlite:///FILE, postgresql://...). Default: GRAPHTUNE_TRACES_URL, GRAPHTUNE_DATABASE_URL, sqlite:///.graphtune/graphtune.db")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(text: str) -> float:
+    """'30d', '12h', '15m', '90s', '2w' -> seconds."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*", text or "")
+    if not match:
+        raise typer.BadParameter(f"expected a duration such as 30d, 12h, 15m or 90s; got {text!r}")
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+def _open(backend: str | None) -> TraceStore:
+    try:
+        return open_trace_store(backend)
+    except UnknownBackendError as exc:
+        errors.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+
+
+def _sources(source: str) -> tuple[str, ...] | None:
+    return None if source == "all" else tuple(s.strip() for s in source.split(","))
+
+
+def _print_json(data) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+@traces_app.command("list")
+def traces_list(
+    workflow: Annotated[Optional[str], typer.Option(help="Only this workflow.")] = None,
+    source: Annotated[str, typer.Option(help="production, eval, controller, demo (comma separated) or all.")] = "all",
+    since: Annotated[str, typer.Option(help="How far back to look.")] = "7d",
+    limit: Annotated[int, typer.Option(help="How many traces.")] = 20,
+    backend: BackendOpt = None,
+    as_json: JsonOpt = False,
+):
+    """Recent traces, newest first."""
+    from graphtune.tracing.viewer import fmt_ms, fmt_time
+
+    with _open(backend) as store:
+        summaries = store.traces(workflow=workflow, sources=_sources(source), since=time.time() - parse_duration(since), limit=limit)
+    if as_json:
+        _print_json([s.model_dump() for s in summaries])
+        return
+    table = Table(title=f"recent traces ({store.url})", caption="trace ids are shortened; traces show accepts a prefix")
+    for column in ("trace", "start", "workflow", "thread", "duration", "status", "events", "errors", "tokens"):
+        table.add_column(column, no_wrap=column in ("trace", "start"))
+    for s in summaries:
+        style = {"error": "red", "interrupted": "yellow"}.get(s.status or "", "")
+        table.add_row(s.trace_id[:12], fmt_time(s.start)[5:], s.workflow or "-", s.thread_id or "-",
+                      fmt_ms(s.duration_ms), s.status or "-", str(s.events), str(s.errors),
+                      f"{s.input_tokens}/{s.output_tokens}", style=style)
+    console.print(table)
+    if not summaries:
+        console.print("no traces yet: record some with graphtune.trace(graph) or TrajectoryNode", style="dim")
+
+
+@traces_app.command("show")
+def traces_show(
+    trace_id: Annotated[str, typer.Argument(help="Trace id (or a unique prefix of a recent one).")],
+    backend: BackendOpt = None,
+    as_json: JsonOpt = False,
+):
+    """One trace as a tree: runs, nodes, messages, tool calls, LLM usage, durations and errors."""
+    from graphtune.tracing.viewer import build_tree
+
+    with _open(backend) as store:
+        events = store.read(EventQuery(trace_id=trace_id))
+        if not events and len(trace_id) < 32:
+            matches = [s.trace_id for s in store.traces(since=0, limit=5000) if s.trace_id.startswith(trace_id)]
+            if len(matches) > 1:
+                errors.print(f"[red]error:[/red] prefix {trace_id!r} matches {len(matches)} traces; give more characters")
+                raise typer.Exit(2)
+            if matches:
+                events = store.read(EventQuery(trace_id=matches[0]))
+    if not events:
+        errors.print(f"[red]error:[/red] no trace {trace_id!r} in {store.url}")
+        raise typer.Exit(1)
+    if as_json:
+        _print_json([e.model_dump(mode="json") for e in events])
+        return
+    console.print(build_tree(events))
+
+
+@traces_app.command("stats")
+def traces_stats(
+    workflow: Annotated[Optional[str], typer.Option(help="Only this workflow.")] = None,
+    since: Annotated[str, typer.Option(help="Window start, as a duration back from now.")] = "24h",
+    source: Annotated[str, typer.Option(help="Sources counted: production (default), eval, controller, demo, or all.")] = "production",
+    backend: BackendOpt = None,
+    as_json: JsonOpt = False,
+):
+    """Per workflow and node: count, error rate, p50/p95 latency, tokens, negative feedback."""
+    from graphtune.tracing.viewer import fmt_ms
+
+    with _open(backend) as store:
+        stats = store.aggregate(workflow=workflow, since=time.time() - parse_duration(since), sources=_sources(source))
+    if as_json:
+        _print_json([s.model_dump() for s in stats])
+        return
+    table = Table(title=f"node statistics, last {since}, source={source}")
+    for column in ("workflow", "node", "count", "errors", "error rate", "p50", "p95", "mean", "tokens in", "tokens out", "👎"):
+        table.add_column(column, justify="right" if column not in ("workflow", "node") else "left")
+    for s in stats:
+        style = "bold" if s.node == "__run__" else ""
+        table.add_row(s.workflow, s.node, str(s.count), str(s.errors), f"{s.error_rate:.1%}", fmt_ms(s.p50_ms),
+                      fmt_ms(s.p95_ms), fmt_ms(s.mean_ms), str(s.input_tokens), str(s.output_tokens),
+                      str(s.negative_feedback), style=style)
+    console.print(table)
+    if not stats:
+        console.print(f"no {source} events in this window", style="dim")
+
+
+@traces_app.command("prune")
+def traces_prune(
+    older_than: Annotated[str, typer.Option("--older-than", help="Delete events older than this, e.g. 30d.")],
+    backend: BackendOpt = None,
+):
+    """Retention: delete events older than a duration."""
+    cutoff = time.time() - parse_duration(older_than)
+    with _open(backend) as store:
+        deleted = store.prune(cutoff)
+    console.print(f"deleted {deleted} events older than {older_than} from {store.url}")
+
+
+@traces_app.command("delete-user")
+def traces_delete_user(
+    user_id: Annotated[str, typer.Argument(help="The plain user id; it is hashed the way the recorder hashed it.")],
+    backend: BackendOpt = None,
+):
+    """Delete every event of one user (right to erasure)."""
+    from graphtune.tracing.privacy import hash_user_id, resolve_salt
+
+    with _open(backend) as store:
+        deleted = store.delete_user(hash_user_id(user_id, resolve_salt(store)))
+    console.print(f"deleted {deleted} events of that user from {store.url}")
+
+
+@app.command()
+def demo(
+    requests: Annotated[int, typer.Option(help="Simulated production requests.")] = 60,
+    backend: BackendOpt = None,
+):
+    """Record simulated production traffic of an example workflow, then show its hot spots and a trace."""
+    from graphtune.demo import run_demo
+
+    try:
+        run_demo(requests=requests, backend=backend, console=console)
+    except UnknownBackendError as exc:
+        errors.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Graph nodes: TrajectoryNode now; the controller's steps join it."""
