@@ -70,9 +70,10 @@ def new_messages(messages: Sequence[Any], cursor: dict[str, Any]) -> list[tuple[
     for index in range(len(messages) - 1, -1, -1):
         if message_id(messages[index], index) == last_id:
             return [(i, messages[i]) for i in range(index + 1, len(messages))]
-    # The last recorded message is gone (history trimmed or summarized): fall back to the count.
-    start = min(cursor.get("count", 0), len(messages))
-    return [(i, messages[i]) for i in range(start, len(messages))]
+    # The last recorded message is gone (trimmed, summarized or replaced), so positions say nothing
+    # about what is new: offer every message. Message event ids derive from (thread, message id),
+    # so the ones recorded before are stored once; counting from the old length would skip new ones.
+    return list(enumerate(messages))
 
 
 def _field(message: Any, name: str, default: Any = None) -> Any:

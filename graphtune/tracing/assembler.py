@@ -36,6 +36,7 @@ CUSTOM = 9
 
 _ROOT, _NODE, _CHAIN, _LLM, _TOOL = "root", "node", "chain", "llm", "tool"
 _STARTS = (EventKind.RUN_START, EventKind.NODE_START)
+MAX_OPEN_RUNS = 100_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +104,7 @@ class Assembler:
         self.hash_user = hash_user
         self.capture_state = capture_state
         self.runs: dict[uuid.UUID, RunInfo] = {}
+        self.interrupted_traces: set[str] = set()
 
     def feed(self, item: tuple) -> TrajectoryEvent | None:
         code, run_id, parent_run_id, trace_id, name, t, metadata, payload = item
@@ -114,29 +116,34 @@ class Assembler:
 
     # -- starts --------------------------------------------------------------------------
     def _start(self, code, run_id, parent_run_id, trace_id, name, t, metadata, payload) -> TrajectoryEvent | None:
+        if len(self.runs) >= MAX_OPEN_RUNS:
+            self._forget_oldest_runs()
         parent = self.runs.get(parent_run_id) if parent_run_id is not None else None
         span_id = span_id_from_run(run_id)
         name = name or ""
-        if parent is None:
+        if parent is None:  # a root: a graph run, or a model or tool called on its own
             incoming = parse_traceparent((metadata or {}).get(TRACEPARENT_KEY))
             trace_id = incoming.trace_id if incoming else (trace_id or run_id.hex)
-            tags = read_tags(metadata, name, self.hash_user)
-            info = RunInfo(_ROOT, trace_id, span_id, incoming and incoming.span_id, None, name, t, tags, True)
-            self.runs[run_id] = info
-            return self._event(EventKind.RUN_START, info, t, attributes=self._state("input", payload))
-        recorded_parent = parent.span_id if parent.emitted else parent.parent_span_id
+            tags, node, parent_span = read_tags(metadata, name, self.hash_user), None, incoming and incoming.span_id
+        else:
+            trace_id, tags, node = parent.trace_id, parent.tags, parent.node
+            parent_span = parent.span_id if parent.emitted else parent.parent_span_id
         if code == LLM_START:
             model = (metadata or {}).get("ls_model_name")
-            self.runs[run_id] = RunInfo(_LLM, parent.trace_id, span_id, recorded_parent, parent.node, name, t, parent.tags, False, model)
+            self.runs[run_id] = RunInfo(_LLM, trace_id, span_id, parent_span, node, name, t, tags, False, model)
             return None
         if code == TOOL_START:
-            self.runs[run_id] = RunInfo(_TOOL, parent.trace_id, span_id, recorded_parent, parent.node, name, t, parent.tags, False, payload)
+            self.runs[run_id] = RunInfo(_TOOL, trace_id, span_id, parent_span, node, name, t, tags, False, payload)
             return None
+        if parent is None:
+            info = RunInfo(_ROOT, trace_id, span_id, parent_span, None, name, t, tags, True)
+            self.runs[run_id] = info
+            return self._event(EventKind.RUN_START, info, t, attributes=self._state("input", payload))
         if (metadata or {}).get("langgraph_node") == name and name:
-            info = RunInfo(_NODE, parent.trace_id, span_id, recorded_parent, name, name, t, parent.tags, True)
+            info = RunInfo(_NODE, trace_id, span_id, parent_span, name, name, t, tags, True)
             self.runs[run_id] = info
             return self._event(EventKind.NODE_START, info, t, attributes=self._state("input", payload))
-        self.runs[run_id] = RunInfo(_CHAIN, parent.trace_id, span_id, recorded_parent, parent.node, name, t, parent.tags, False)
+        self.runs[run_id] = RunInfo(_CHAIN, trace_id, span_id, parent_span, node, name, t, tags, False)
         return None
 
     # -- ends ----------------------------------------------------------------------------
@@ -151,8 +158,14 @@ class Assembler:
         if not info.emitted:
             return None
         kind = EventKind.RUN_END if info.kind == _ROOT else EventKind.NODE_END
+        if info.kind == _ROOT and info.trace_id in self.interrupted_traces:
+            # LangGraph ends the graph run normally when a node interrupts: the run is parked, not done.
+            self.interrupted_traces.discard(info.trace_id)
+            if code == CHAIN_END:
+                return self._event(kind, info, t, status="interrupted", attributes=self._state("output", payload))
         if code == CHAIN_ERROR:
             if is_interrupt(payload):
+                self.interrupted_traces.add(info.trace_id)
                 return self._event(kind, info, t, status="interrupted", attributes={"graphtune.interrupt": type_name(payload)})
             kind = EventKind.RUN_END if info.kind == _ROOT else EventKind.NODE_ERROR
             return self._event(kind, info, t, status="error", attributes=error_attributes(payload))
@@ -229,8 +242,11 @@ class Assembler:
             attributes=attributes or {},
         )
 
-    def open_runs(self) -> int:
-        return len(self.runs)
+    def _forget_oldest_runs(self) -> None:
+        """Runs whose end was dropped (queue full) would stay open forever: forget the oldest tenth."""
+        for run_id in list(self.runs)[: MAX_OPEN_RUNS // 10]:
+            info = self.runs.pop(run_id)
+            self.interrupted_traces.discard(info.trace_id)
 
 
 def _tag_fields(tags: RunTags) -> dict[str, Any]:

@@ -23,6 +23,11 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: no advisory locks
+    fcntl = None
+
 from graphtune.backends.jsonl import event_line, read_jsonl_events
 from graphtune.backends.traces import TraceStore, iter_chunks, open_trace_store
 from graphtune.tracing.assembler import Assembler
@@ -101,7 +106,7 @@ class EventPipeline:
         self._drop_lock = threading.Lock()
         self._dropped = 0
         self._dropped_reported = 0
-        self._last_drop_log = 0.0
+        self._last_drop_log = float("-inf")  # the first drop always logs (monotonic time may be < 10 s)
         self.counts = {"written": 0, "spilled": 0, "replayed": 0, "sampled_out": 0, "store_errors": 0, "dropped": 0}
         self._wake = threading.Event()
         self._closed = False
@@ -289,13 +294,18 @@ class EventPipeline:
     def _spill(self, batch: list[TrajectoryEvent]) -> None:
         try:
             if self._spill_file is None:
-                os.makedirs(self._spill_dir(), exist_ok=True)
-                path = os.path.join(self._spill_dir(), f"spill-{os.getpid()}-{uuid.uuid4().hex[:8]}.jsonl")
-                self._spill_file = open(path, "ab")
+                directory = self._spill_dir()
+                os.makedirs(directory, exist_ok=True)
+                name = f"spill-{os.getpid()}-{uuid.uuid4().hex[:8]}.jsonl"
+                pending = os.path.join(directory, f".{name}.new")  # unseen by replayers until locked
+                spill_file = open(pending, "ab")
+                _try_lock(spill_file)  # held while open: other pipelines must not replay a file still written to
+                os.rename(pending, os.path.join(directory, name))
+                self._spill_file = spill_file
             self._spill_file.write(b"".join(map(event_line, batch)))
             self._spill_file.flush()
             self.counts["spilled"] += len(batch)
-        except OSError as exc:
+        except Exception as exc:  # an unwritable disk, or an event the encoder rejects: count, never lose silently
             self.drop(len(batch))
             log.error("graphtune recorder: cannot spill to %s (%s); %d events dropped", self._spill_dir(), exc, len(batch))
         self._replay_after = time.monotonic() + self._replay_backoff
@@ -312,27 +322,50 @@ class EventPipeline:
         if not os.path.isdir(directory) or (not force and time.monotonic() < self._replay_after):
             return
         self._close_spill_file()
-        for path in sorted(glob.glob(os.path.join(directory, "spill-*.jsonl"))):
-            claimed = f"{path}.replaying-{os.getpid()}"
+        # With file locks, files claimed by a replayer that died (spill-*.jsonl.replaying-PID) are
+        # unlocked and get picked up again; without them only unclaimed files are safe to take.
+        pattern = "spill-*.jsonl*" if fcntl is not None else "spill-*.jsonl"
+        for path in sorted(glob.glob(os.path.join(directory, pattern))):
+            original = path.split(".replaying-", 1)[0]
+            claimed = f"{original}.replaying-{os.getpid()}"
             try:
-                os.rename(path, claimed)  # atomic: of several replaying processes, one gets the file
+                lock = open(path, "rb")
             except FileNotFoundError:
                 continue
-            try:
-                events, corrupt = read_jsonl_events(claimed)
-                for chunk in iter_chunks(events, self.batch_size):
-                    self._get_store().write_replay(chunk)
-                os.unlink(claimed)
-                self.counts["replayed"] += len(events)
-                if corrupt:
-                    log.warning("graphtune recorder: %d corrupt lines skipped while replaying %s", corrupt, path)
-                self._replay_backoff = 0.5
-            except Exception as exc:
-                os.rename(claimed, path)
-                self._replay_after = time.monotonic() + self._replay_backoff
-                self._replay_backoff = min(self._replay_backoff * 2, 30.0)
-                log.info("graphtune recorder: store still unavailable for replay (%s)", exc)
-                return
+            with lock:
+                if not _try_lock(lock):
+                    continue  # a live pipeline still writes (or replays) this file
+                try:
+                    os.rename(path, claimed)  # atomic: of several replaying processes, one gets the file
+                except FileNotFoundError:
+                    continue
+                try:
+                    events, corrupt = read_jsonl_events(claimed)
+                    for chunk in iter_chunks(events, self.batch_size):
+                        self._get_store().write_replay(chunk)
+                    os.unlink(claimed)
+                    self.counts["replayed"] += len(events)
+                    if corrupt:
+                        log.warning("graphtune recorder: %d corrupt lines skipped while replaying %s", corrupt, path)
+                    self._replay_backoff = 0.5
+                except Exception as exc:
+                    os.rename(claimed, original)
+                    self._replay_after = time.monotonic() + self._replay_backoff
+                    self._replay_backoff = min(self._replay_backoff * 2, 30.0)
+                    log.info("graphtune recorder: store still unavailable for replay (%s)", exc)
+                    return
+
+
+def _try_lock(fh) -> bool:
+    """An exclusive, non-blocking advisory lock on an open file; released when the file closes
+    (or its process dies). Always True where ``fcntl`` is missing."""
+    if fcntl is None:
+        return True
+    try:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except OSError:
+        return False
 
 
 def _trace_sampled(trace_id: str, rate: float) -> bool:

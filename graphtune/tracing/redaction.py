@@ -21,8 +21,10 @@ _PATTERNS: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"\b(?:ghp|gho|ghs|github_pat|xox[abpr])[-_][A-Za-z0-9_-]{16,}"), "[API_KEY]"),
     (re.compile(r"\bAKIA[0-9A-Z]{16}\b"), "[API_KEY]"),
     (re.compile(r"(?i)\bbearer\s+[A-Za-z0-9._~+/-]{16,}=*"), "Bearer [API_KEY]"),
-    # Phone numbers: international or grouped local numbers with at least 9 digits.
-    (re.compile(r"(?<![\w.])\+?\d[\d\s().-]{7,}\d(?![\w.])"), "[PHONE]"),
+    # Phone numbers: international or grouped local numbers with at least 9 digits. Dates are
+    # matched first and kept, so "2026-11-21 10:30" does not read as the number 2026112110.
+    (re.compile(r"(?P<date>\b(?:\d{4}-\d{1,2}-\d{1,2}|\d{1,2}\.\d{1,2}\.\d{4})\b)"
+                r"|(?<![\w.])\+?\d[\d\s().-]{7,}\d(?!\w|\.\d)"), "[PHONE]"),
 ]
 _QUICK = re.compile(r"[@\d]|sk-|pk-|rk-|gh|xox|AKIA|earer")
 
@@ -32,15 +34,17 @@ def default_redact(text: str) -> str:
     if not _QUICK.search(text):
         return text
     for pattern, replacement in _PATTERNS:
-        text = pattern.sub(lambda m, r=replacement: r if _count_digits_ok(m.group(0), r) else m.group(0), text)
+        text = pattern.sub(lambda m, r=replacement: r if _count_digits_ok(m, r) else m.group(0), text)
     return text
 
 
-def _count_digits_ok(match: str, replacement: str) -> bool:
-    """Phone matches need 9+ digits, so dates like 2026-11-21 and short numbers stay."""
+def _count_digits_ok(match: re.Match[str], replacement: str) -> bool:
+    """Phone matches need 9+ digits and must not be a date, so 2026-11-21 and short numbers stay."""
     if replacement != "[PHONE]":
         return True
-    return sum(ch.isdigit() for ch in match) >= 9
+    if match.group("date"):
+        return False
+    return sum(ch.isdigit() for ch in match.group(0)) >= 9
 
 
 def hash_text(text: str) -> dict[str, Any]:
@@ -56,15 +60,22 @@ class Redactor:
         self.hook = hook
         self.content_mode = content_mode
 
-    def apply(self, value: Any) -> Any:
+    def apply(self, value: Any, _structural: bool = True) -> Any:
+        """Redact every string. Identifier keys (role, tool names, ids) are left alone only in the
+        event's own attribute structure; inside captured user data (state, content, tool arguments)
+        every string is redacted, whatever its key."""
         if isinstance(value, str):
             if self.content_mode == "hash":
                 return hash_text(value)
             return self.hook(value) if self.hook else value
         if isinstance(value, dict):
-            return {k: (v if k in _STRUCTURAL_KEYS else self.apply(v)) for k, v in value.items()}
+            exempt = _STRUCTURAL_KEYS if _structural else _exempt_in_user_data(value)
+            return {
+                k: v if k in exempt else self.apply(v, _structural and k not in _USER_DATA_KEYS)
+                for k, v in value.items()
+            }
         if isinstance(value, list):
-            return [self.apply(v) for v in value]
+            return [self.apply(v, _structural) for v in value]
         return value
 
 
@@ -76,3 +87,17 @@ _STRUCTURAL_KEYS = frozenset(
         "gen_ai.operation.name", "gen_ai.system", "error.type", "langgraph_node", "phase",
     }
 )
+# Attribute keys whose values are user data captured as is: no identifier exemptions inside them.
+_USER_DATA_KEYS = frozenset({"input", "output", "content", "data", "args", "gen_ai.tool.call.arguments", "comment"})
+_MESSAGE_KEYS = frozenset({"__type__", "type", "id", "tool_call_id", "status"})
+_TOOL_CALL_KEYS = frozenset({"__type__", "type", "id", "name"})
+_TYPE_ONLY = frozenset({"__type__"})
+
+
+def _exempt_in_user_data(value: dict) -> frozenset:
+    """Inside captured data, only the skeleton of a serialized message or tool call stays readable."""
+    if value.get("type") == "tool_call" or ("args" in value and "name" in value and "id" in value):
+        return _TOOL_CALL_KEYS
+    if "content" in value and "type" in value:
+        return _MESSAGE_KEYS
+    return _TYPE_ONLY

@@ -18,12 +18,24 @@ MAX_STRING = 4000
 MAX_ITEMS = 200
 MAX_DEPTH = 8
 _PLAIN = (str, int, bool, type(None))
+_INT_MIN, _INT_MAX = -(2**63), 2**64 - 1  # what JSON encoders (orjson) accept
 
 
 def _truncate(text: str, limit: int) -> str:
     if len(text) <= limit:
         return text
     return f"{text[:limit]}…[+{len(text) - limit} chars]"
+
+
+def _valid_utf8(text: str) -> str:
+    """Lone surrogates (from surrogateescape decoding, say) cannot be encoded: escape them."""
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _safe_repr(value: Any) -> str:
@@ -55,7 +67,11 @@ def to_jsonable(value: Any, *, max_string: int = MAX_STRING, _depth: int = 0) ->
     """JSON-safe copy of ``value``: containers recursed, the rest type-tagged. Never raises."""
     if type(value) is dict and len(value) <= 8:
         for k, v in value.items():
-            if type(k) is not str or type(v) not in _PLAIN or (type(v) is str and len(v) > max_string):
+            if type(k) is not str or not k.isascii() or type(v) not in _PLAIN:
+                break
+            if type(v) is str and (len(v) > max_string or not v.isascii()):
+                break
+            if type(v) is int and not _INT_MIN <= v <= _INT_MAX:
                 break
         else:
             return value  # the common small flat state update: already JSON-safe (and a private copy)
@@ -66,9 +82,13 @@ def to_jsonable(value: Any, *, max_string: int = MAX_STRING, _depth: int = 0) ->
             return {"__type__": "float", "repr": repr(value)}
         if isinstance(value, enum.Enum):
             return {"__type__": type_name(value), "value": to_jsonable(value.value, _depth=_depth + 1)}
+        if isinstance(value, float):
+            return value if type(value) is float else float(value)  # JSON encoders reject float subclasses
+        if value is not None and type(value) is not bool and not _INT_MIN <= value <= _INT_MAX:
+            return {"__type__": "int", "repr": _safe_repr(value)}  # JSON encoders stop at 64 bits
         return value
     if isinstance(value, str):
-        return _truncate(value, max_string)
+        return _valid_utf8(_truncate(value, max_string))
     if _depth >= MAX_DEPTH:
         return {"__type__": type_name(value), "repr": _safe_repr(value), "truncated": "depth"}
     try:
@@ -81,7 +101,7 @@ def _convert(value: Any, max_string: int, depth: int) -> Any:
     nxt = depth + 1
     if isinstance(value, dict):
         items = list(value.items())
-        out = {str(k): to_jsonable(v, max_string=max_string, _depth=nxt) for k, v in items[:MAX_ITEMS]}
+        out = {_valid_utf8(str(k)): to_jsonable(v, max_string=max_string, _depth=nxt) for k, v in items[:MAX_ITEMS]}
         if len(items) > MAX_ITEMS:
             out["__truncated__"] = len(items) - MAX_ITEMS
         return out
