@@ -78,7 +78,7 @@ def assert_same_stats(got: list, expected: dict, quantiles_exact: bool = False) 
         assert {f: getattr(have, f) for f in exact} == {f: getattr(want, f) for f in exact}, key
         assert have.mean_ms == pytest.approx(want.mean_ms, rel=1e-9), key
         for q in ("p50_ms", "p95_ms"):
-            if want.__getattribute__(q) is None:
+            if getattr(want, q) is None:
                 assert getattr(have, q) is None, key
             else:
                 assert getattr(have, q) == pytest.approx(getattr(want, q), rel=1e-9 if quantiles_exact else 0.02), (key, q)
@@ -111,6 +111,33 @@ def test_replay_of_stored_events_adds_nothing_and_counts_once(store, pg_url):
     store.write_replay(events[:30] + late + late[:3])  # duplicates inside the batch too
     assert len(store.read()) == len(events) + len(late)
     assert_same_stats(store.aggregate(sources=None), reference(store, sources=None))
+
+
+def test_concurrent_replays_of_one_batch_count_it_once(pg_url):
+    events = workload(seed=9, traces=80)
+    barrier = threading.Barrier(3)
+    errors = []
+
+    def replay():
+        s = PostgresTraceStore(pg_url)
+        try:
+            barrier.wait()
+            s.write_replay(events)
+        except Exception as exc:  # reported below
+            errors.append(exc)
+        finally:
+            s.close()
+
+    threads = [threading.Thread(target=replay) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    reader = PostgresTraceStore(pg_url)
+    assert len(reader.read()) == len(events)
+    assert_same_stats(reader.aggregate(sources=None), reference(reader, sources=None))
+    reader.close()
 
 
 def test_window_with_mid_minute_edges_is_exact_in_counts(store):
