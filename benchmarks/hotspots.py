@@ -28,7 +28,7 @@ SELECT CASE WHEN kind = 'run_end' THEN '__run__' ELSE name END AS node,
        count(*), count(*) FILTER (WHERE kind = 'node_error' OR (kind = 'run_end' AND status = 'error')),
        percentile_cont(0.5) WITHIN GROUP (ORDER BY duration_ms),
        percentile_cont(0.95) WITHIN GROUP (ORDER BY duration_ms)
-FROM events
+FROM graphtune_events
 WHERE workflow = %s AND source = 'production' AND kind IN ('node_end', 'node_error', 'run_end')
   AND time >= %s AND time < %s
 GROUP BY 1"""
@@ -90,8 +90,8 @@ def main() -> None:
         load_seconds = time.perf_counter() - started
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute("VACUUM ANALYZE events")
-            conn.execute("VACUUM ANALYZE node_rollup")
-            rollup_rows = conn.execute("SELECT count(*) FROM node_rollup").fetchone()[0]
+            conn.execute("VACUUM ANALYZE graphtune_node_rollup")
+            rollup_rows = conn.execute("SELECT count(*) FROM graphtune_node_rollup").fetchone()[0]
             log(f"loaded {loaded:,} events in {load_seconds:.1f} s; {rollup_rows} rollup rows; timing ...")
             store_s, raw_s = [], []
             for _ in range(args.runs):

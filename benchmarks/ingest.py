@@ -79,7 +79,7 @@ def reset_store(url: str) -> None:
     import psycopg
 
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("TRUNCATE events, node_rollup")
+        conn.execute("TRUNCATE events, graphtune_node_rollup")
         conn.execute("CHECKPOINT")
 
 
@@ -88,7 +88,7 @@ def reset_raw(url: str) -> None:
 
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("DROP TABLE IF EXISTS raw_events")
-        conn.execute("CREATE TABLE raw_events (LIKE events)")  # same columns and types, no indexes or keys
+        conn.execute("CREATE TABLE raw_events (LIKE graphtune_events)")  # same columns and types, no indexes or keys
         conn.execute("CHECKPOINT")
 
 

@@ -17,7 +17,7 @@ Tables (created and migrated here, version kept in ``graphtune_schema`` under co
       without scanning the window's other rows, at no cost for the other kinds.
   There is deliberately no index on ``user_hash`` or ``workflow``: user deletion is rare and may
   scan, and per-workflow hot spots come from the rollup.
-- ``node_rollup``: per (workflow, node, source, config_version, variant, minute) the count,
+- ``graphtune_node_rollup``: per (workflow, node, source, config_version, variant, minute) the count,
   errors, duration sum, tokens and a log-bucket latency histogram (``aggregate.bucket_of``),
   upserted in the same transaction as the events. ``aggregate`` reads whole minutes from it and
   raw rows only for the partial minutes at the window's edges. Untagged workflow and variant are
@@ -49,7 +49,7 @@ SCHEMA_VERSION = 1
 # One advisory lock for every graphtune migration in a database (the key is arbitrary but fixed).
 MIGRATION_LOCK_KEY = 0x6772617068747500  # b"graphtu\0"
 
-_EVENTS_DDL = """CREATE TABLE IF NOT EXISTS events (
+_EVENTS_DDL = """CREATE TABLE IF NOT EXISTS graphtune_events (
     event_id uuid PRIMARY KEY, kind text NOT NULL, time double precision NOT NULL, trace_id text NOT NULL,
     span_id text NOT NULL, parent_span_id text, name text NOT NULL, node text, workflow text,
     config_version integer, variant text, source text NOT NULL, thread_id text, user_hash text,
@@ -59,10 +59,10 @@ _EVENTS_DDL = """CREATE TABLE IF NOT EXISTS events (
 _MIGRATIONS = {
     1: [
         _EVENTS_DDL,
-        "CREATE INDEX IF NOT EXISTS events_time_brin ON events USING brin (time) WITH (pages_per_range = 16, autosummarize = on)",
-        "CREATE INDEX IF NOT EXISTS events_trace ON events USING hash (trace_id)",
-        "CREATE INDEX IF NOT EXISTS events_feedback_time ON events (time) WHERE kind = 'feedback'",
-        """CREATE TABLE IF NOT EXISTS node_rollup (
+        "CREATE INDEX IF NOT EXISTS graphtune_events_time_brin ON graphtune_events USING brin (time) WITH (pages_per_range = 16, autosummarize = on)",
+        "CREATE INDEX IF NOT EXISTS graphtune_events_trace ON graphtune_events USING hash (trace_id)",
+        "CREATE INDEX IF NOT EXISTS graphtune_events_feedback_time ON graphtune_events (time) WHERE kind = 'feedback'",
+        """CREATE TABLE IF NOT EXISTS graphtune_node_rollup (
             workflow text NOT NULL, minute bigint NOT NULL, node text NOT NULL, source text NOT NULL,
             config_version integer NOT NULL, variant text NOT NULL,
             count bigint NOT NULL, errors bigint NOT NULL, duration_sum double precision NOT NULL,
@@ -81,13 +81,13 @@ _MIGRATIONS = {
 
 _ROLLUP_KINDS = frozenset(("node_end", "node_error", "run_end", "llm_usage"))
 # Binary COPY: the server skips parsing text numbers and uuids (~20% more rows/s with our indexes).
-_COPY_EVENTS = f"COPY events ({COLUMN_LIST}) FROM STDIN (FORMAT BINARY)"
+_COPY_EVENTS = f"COPY graphtune_events ({COLUMN_LIST}) FROM STDIN (FORMAT BINARY)"
 _COPY_TYPES = (
     "uuid", "text", "float8", "text", "text", "text", "text", "text", "text", "int4", "text", "text", "text", "text",
     "float8", "text", "int8", "int8", "float8", "jsonb",
 )
 _UPSERT_ROLLUP = """
-INSERT INTO node_rollup AS r (workflow, minute, node, source, config_version, variant,
+INSERT INTO graphtune_node_rollup AS r (workflow, minute, node, source, config_version, variant,
                               count, errors, duration_sum, input_tokens, output_tokens, hist)
 VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb)
 ON CONFLICT (workflow, minute, node, source, config_version, variant) DO UPDATE SET
@@ -294,11 +294,11 @@ class PostgresTraceStore(TraceStore):
             return
         returning = COLUMN_LIST.replace("attributes", "NULL")  # the rollup needs no attributes
         with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
-            cur.execute("CREATE TEMP TABLE IF NOT EXISTS graphtune_replay (LIKE events) ON COMMIT DELETE ROWS")
+            cur.execute("CREATE TEMP TABLE IF NOT EXISTS graphtune_replay (LIKE graphtune_events) ON COMMIT DELETE ROWS")
             with cur.copy(f"COPY graphtune_replay ({COLUMN_LIST}) FROM STDIN (FORMAT BINARY)") as copy:
                 _send_rows(copy, events)
             cur.execute(
-                f"INSERT INTO events ({COLUMN_LIST}) SELECT {COLUMN_LIST} FROM graphtune_replay "
+                f"INSERT INTO graphtune_events ({COLUMN_LIST}) SELECT {COLUMN_LIST} FROM graphtune_replay "
                 f"ON CONFLICT (event_id) DO NOTHING RETURNING {returning}"
             )
             rollup = _rollup_of(cur.fetchall())
@@ -333,7 +333,7 @@ class PostgresTraceStore(TraceStore):
             return conn.execute(sql, params).fetchall()
 
     def _select(self, where: list[str], params: list, limit: int | None = None) -> list[TrajectoryEvent]:
-        sql = f"SELECT {COLUMN_LIST} FROM events"
+        sql = f"SELECT {COLUMN_LIST} FROM graphtune_events"
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY time, event_id"
@@ -347,7 +347,7 @@ class PostgresTraceStore(TraceStore):
 
     def traces(self, *, workflow=None, sources=None, since=None, limit=20) -> list[TraceSummary]:
         where, params = self._where(EventQuery(workflow=workflow, sources=sources, since=since))
-        sql = "SELECT trace_id FROM events"
+        sql = "SELECT trace_id FROM graphtune_events"
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += f" GROUP BY trace_id ORDER BY min(time) DESC LIMIT {int(limit)}"
@@ -396,7 +396,7 @@ class PostgresTraceStore(TraceStore):
         cond = " AND ".join(where) or "true"
         for wf, node, count, errors, duration_sum, tin, tout in conn.execute(
             "SELECT workflow, node, sum(count), sum(errors), sum(duration_sum), sum(input_tokens), sum(output_tokens) "
-            f"FROM node_rollup WHERE {cond} GROUP BY workflow, node", args,
+            f"FROM graphtune_node_rollup WHERE {cond} GROUP BY workflow, node", args,
         ):
             acc = builder[(wf, node)]
             acc.count += int(count)
@@ -406,7 +406,7 @@ class PostgresTraceStore(TraceStore):
             acc.output_tokens += int(tout)
         for wf, node, bucket, n in conn.execute(
             "SELECT r.workflow, r.node, h.key::int, sum(h.value::bigint) "
-            f"FROM node_rollup AS r, jsonb_each_text(r.hist) AS h WHERE {cond} GROUP BY 1, 2, 3", args,
+            f"FROM graphtune_node_rollup AS r, jsonb_each_text(r.hist) AS h WHERE {cond} GROUP BY 1, 2, 3", args,
         ):
             builder[(wf, node)].hist[bucket] += int(n)
 
@@ -435,7 +435,7 @@ class PostgresTraceStore(TraceStore):
             where.append("(" + " OR ".join(outside) + ")")
         rows = conn.execute(
             "SELECT kind, coalesce(workflow, ''), name, node, duration_ms, status, input_tokens, output_tokens "
-            f"FROM events WHERE {' AND '.join(where)}", args,
+            f"FROM graphtune_events WHERE {' AND '.join(where)}", args,
         )
         for kind, wf, name, node, duration_ms, status, tin, tout in rows:
             if kind == "llm_usage":
@@ -460,9 +460,9 @@ class PostgresTraceStore(TraceStore):
             where.append("time < %s")
             args.append(until)
         rows = conn.execute(
-            f"""WITH neg AS (SELECT trace_id, count(*) AS n FROM events WHERE {' AND '.join(where)} GROUP BY trace_id),
+            f"""WITH neg AS (SELECT trace_id, count(*) AS n FROM graphtune_events WHERE {' AND '.join(where)} GROUP BY trace_id),
             ran AS (SELECT DISTINCT e.trace_id, coalesce(e.workflow, '') AS wf, e.name AS node
-                    FROM events AS e JOIN neg USING (trace_id) WHERE e.kind IN ('node_end', 'node_error')),
+                    FROM graphtune_events AS e JOIN neg USING (trace_id) WHERE e.kind IN ('node_end', 'node_error')),
             targets AS (SELECT trace_id, wf, node FROM ran UNION SELECT trace_id, wf, %s FROM ran)
             SELECT wf, node, sum(n) FROM targets JOIN neg USING (trace_id) GROUP BY wf, node""",
             [*args, RUN_NODE],
@@ -476,15 +476,15 @@ class PostgresTraceStore(TraceStore):
         The minute that straddles ``before`` keeps its rollup row until a later prune passes it.
         """
         with self._pool.connection() as conn, conn.transaction():
-            deleted = conn.execute("DELETE FROM events WHERE time < %s", (before,)).rowcount
-            conn.execute("DELETE FROM node_rollup WHERE minute < %s", (minute_of(before),))
+            deleted = conn.execute("DELETE FROM graphtune_events WHERE time < %s", (before,)).rowcount
+            conn.execute("DELETE FROM graphtune_node_rollup WHERE minute < %s", (minute_of(before),))
         return deleted
 
     def delete_user(self, user_hash: str) -> int:
         """Delete the user's events. Rollups need no change: they hold per-node counts, latencies and
         tokens per minute, with no user, trace or thread ids."""
         with self._pool.connection() as conn:
-            return conn.execute("DELETE FROM events WHERE user_hash = %s", (user_hash,)).rowcount
+            return conn.execute("DELETE FROM graphtune_events WHERE user_hash = %s", (user_hash,)).rowcount
 
     def get_or_create_meta(self, key: str, default: str) -> str:
         with self._pool.connection() as conn:

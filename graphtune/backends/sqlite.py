@@ -16,16 +16,16 @@ from graphtune.tracing.events import NodeStats, TraceSummary, TrajectoryEvent
 
 _MIGRATIONS = {
     1: [
-        """CREATE TABLE IF NOT EXISTS events (
+        """CREATE TABLE IF NOT EXISTS graphtune_events (
             event_id TEXT PRIMARY KEY, kind TEXT NOT NULL, time REAL NOT NULL, trace_id TEXT NOT NULL,
             span_id TEXT NOT NULL, parent_span_id TEXT, name TEXT NOT NULL, node TEXT, workflow TEXT,
             config_version INTEGER, variant TEXT, source TEXT NOT NULL, thread_id TEXT, user_hash TEXT,
             duration_ms REAL, status TEXT, input_tokens INTEGER, output_tokens INTEGER, score REAL,
             attributes TEXT NOT NULL)""",
-        "CREATE INDEX IF NOT EXISTS events_time ON events (time)",
-        "CREATE INDEX IF NOT EXISTS events_trace ON events (trace_id)",
-        "CREATE INDEX IF NOT EXISTS events_workflow_time ON events (workflow, time)",
-        "CREATE INDEX IF NOT EXISTS events_user ON events (user_hash) WHERE user_hash IS NOT NULL",
+        "CREATE INDEX IF NOT EXISTS graphtune_events_time ON graphtune_events (time)",
+        "CREATE INDEX IF NOT EXISTS graphtune_events_trace ON graphtune_events (trace_id)",
+        "CREATE INDEX IF NOT EXISTS graphtune_events_workflow_time ON graphtune_events (workflow, time)",
+        "CREATE INDEX IF NOT EXISTS graphtune_events_user ON graphtune_events (user_hash) WHERE user_hash IS NOT NULL",
         "CREATE TABLE IF NOT EXISTS graphtune_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
     ]
 }
@@ -81,14 +81,14 @@ class SqliteTraceStore(TraceStore):
         with self._lock:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
-                self._conn.executemany(f"INSERT OR IGNORE INTO events ({COLUMN_LIST}) VALUES ({placeholders})", rows)
+                self._conn.executemany(f"INSERT OR IGNORE INTO graphtune_events ({COLUMN_LIST}) VALUES ({placeholders})", rows)
                 self._conn.execute("COMMIT")
             except BaseException:
                 self._conn.execute("ROLLBACK")
                 raise
 
     def _select(self, where: list[str], params: list, order: str = "time", limit: int | None = None) -> list[TrajectoryEvent]:
-        sql = f"SELECT {COLUMN_LIST} FROM events"
+        sql = f"SELECT {COLUMN_LIST} FROM graphtune_events"
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += f" ORDER BY {order}"
@@ -124,7 +124,7 @@ class SqliteTraceStore(TraceStore):
 
     def traces(self, *, workflow=None, sources=None, since=None, limit=20) -> list[TraceSummary]:
         where, params = self._where(EventQuery(workflow=workflow, sources=sources, since=since))
-        sql = "SELECT trace_id FROM events"
+        sql = "SELECT trace_id FROM graphtune_events"
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += f" GROUP BY trace_id ORDER BY min(time) DESC LIMIT {int(limit)}"
@@ -146,7 +146,7 @@ class SqliteTraceStore(TraceStore):
         found: dict[str, set] = defaultdict(set)
         for chunk in iter_chunks(trace_ids, 500):
             sql = (
-                "SELECT DISTINCT trace_id, coalesce(workflow, ''), name FROM events WHERE kind IN ('node_end', 'node_error') "
+                "SELECT DISTINCT trace_id, coalesce(workflow, ''), name FROM graphtune_events WHERE kind IN ('node_end', 'node_error') "
                 f"AND trace_id IN ({', '.join('?' * len(chunk))})"
             )
             with self._lock:
@@ -157,7 +157,7 @@ class SqliteTraceStore(TraceStore):
 
     def _delete(self, where: str, params: tuple) -> int:
         with self._lock:
-            return self._conn.execute(f"DELETE FROM events WHERE {where}", params).rowcount
+            return self._conn.execute(f"DELETE FROM graphtune_events WHERE {where}", params).rowcount
 
     def prune(self, before: float) -> int:
         return self._delete("time < ?", (before,))

@@ -86,7 +86,7 @@ def assert_same_stats(got: list, expected: dict, quantiles_exact: bool = False) 
 
 def rollup_totals(url: str) -> tuple:
     with psycopg.connect(url) as conn:
-        return conn.execute("SELECT count(*), sum(count), sum(errors), sum(input_tokens), sum(output_tokens) FROM node_rollup").fetchone()
+        return conn.execute("SELECT count(*), sum(count), sum(errors), sum(input_tokens), sum(output_tokens) FROM graphtune_node_rollup").fetchone()
 
 
 def test_rollup_matches_raw_events_after_several_batches(store):
@@ -170,7 +170,7 @@ def test_prune_drops_rollup_minutes_that_ended(store, pg_url):
     store.write(workload())
     store.prune(T0 + 150.0)
     with psycopg.connect(pg_url) as conn:
-        first = conn.execute("SELECT min(minute) FROM node_rollup").fetchone()[0]
+        first = conn.execute("SELECT min(minute) FROM graphtune_node_rollup").fetchone()[0]
     assert first == minute_of(T0 + 120.0)  # the minute holding the cut stays
     assert min(e.time for e in store.read()) >= T0 + 150.0
 
