@@ -89,7 +89,7 @@ def main() -> None:
             loaded += len(batch)
         load_seconds = time.perf_counter() - started
         with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute("VACUUM ANALYZE events")
+            conn.execute("VACUUM ANALYZE graphtune_events")
             conn.execute("VACUUM ANALYZE graphtune_node_rollup")
             rollup_rows = conn.execute("SELECT count(*) FROM graphtune_node_rollup").fetchone()[0]
             log(f"loaded {loaded:,} events in {load_seconds:.1f} s; {rollup_rows} rollup rows; timing ...")

@@ -79,7 +79,7 @@ def reset_store(url: str) -> None:
     import psycopg
 
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("TRUNCATE events, graphtune_node_rollup")
+        conn.execute("TRUNCATE graphtune_events, graphtune_node_rollup")
         conn.execute("CHECKPOINT")
 
 
