@@ -49,3 +49,23 @@ def _with_dbname(url: str, name: str) -> str:
 
     parts = urlsplit(url)
     return urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, parts.fragment))
+
+
+@pytest.fixture
+def store(tmp_path):
+    """A SQLite trace store in the test's own directory."""
+    from graphtune.backends.sqlite import SqliteTraceStore
+
+    s = SqliteTraceStore(f"sqlite:///{tmp_path}/traces.db")
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def recorder(store, tmp_path):
+    """A recorder on ``store`` that keeps every trace and spills inside the test's directory."""
+    from graphtune.tracing.recorder import TrajectoryRecorder
+
+    rec = TrajectoryRecorder(store, sample_rate=1.0, spill_dir=str(tmp_path / "spill"), flush_interval=0.02)
+    yield rec
+    rec.close()

@@ -14,7 +14,6 @@ from langgraph.graph import END, START, MessagesState, StateGraph
 from langgraph.prebuilt import ToolNode
 
 from graphtune import EventKind, EventQuery, TrajectoryNode, TrajectoryRecorder, TrajectoryState
-from graphtune.backends.sqlite import SqliteTraceStore
 from graphtune.nodes.trajectory import CURSOR_KEY, new_cursor, new_messages
 from tests.fakes import ai, scripted
 
@@ -29,18 +28,6 @@ def lookup(city: str) -> str:
     return f"sunny in {city}"
 
 
-@pytest.fixture
-def store(tmp_path):
-    s = SqliteTraceStore(f"sqlite:///{tmp_path}/traces.db")
-    yield s
-    s.close()
-
-
-@pytest.fixture
-def recorder(store, tmp_path):
-    rec = TrajectoryRecorder(store, sample_rate=1.0, spill_dir=str(tmp_path / "spill"), flush_interval=0.02)
-    yield rec
-    rec.close()
 
 
 def weather_turn(city: str, call_id: str, tokens=(12, 6)):

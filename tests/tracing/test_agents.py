@@ -12,7 +12,6 @@ from langchain_core.tools import tool
 from langgraph.checkpoint.memory import InMemorySaver
 
 from graphtune import EventKind, EventQuery, TrajectoryRecorder
-from graphtune.backends.sqlite import SqliteTraceStore
 from graphtune.tracing.agents import TrajectoryMiddleware, trajectory_post_model_hook
 from tests.fakes import ai, scripted
 
@@ -29,18 +28,6 @@ def lookup_order(order_id: str) -> str:
     return f"order {order_id} ships tomorrow"
 
 
-@pytest.fixture
-def store(tmp_path):
-    s = SqliteTraceStore(f"sqlite:///{tmp_path}/traces.db")
-    yield s
-    s.close()
-
-
-@pytest.fixture
-def recorder(store, tmp_path):
-    rec = TrajectoryRecorder(store, sample_rate=1.0, spill_dir=str(tmp_path / "spill"), flush_interval=0.02)
-    yield rec
-    rec.close()
 
 
 def turn(a: int, b: int, call_id: str):

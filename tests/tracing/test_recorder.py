@@ -20,7 +20,6 @@ from langgraph.types import Command, interrupt
 
 import graphtune
 from graphtune import EventKind, EventQuery, TrajectoryRecorder
-from graphtune.backends.sqlite import SqliteTraceStore
 from tests.fakes import ai, scripted
 
 HEX32 = re.compile(r"^[0-9a-f]{32}$")
@@ -36,18 +35,6 @@ class Fan(TypedDict):
     seen: Annotated[list[str], operator.add]
 
 
-@pytest.fixture
-def store(tmp_path):
-    s = SqliteTraceStore(f"sqlite:///{tmp_path}/traces.db")
-    yield s
-    s.close()
-
-
-@pytest.fixture
-def recorder(store, tmp_path):
-    rec = TrajectoryRecorder(store, sample_rate=1.0, spill_dir=str(tmp_path / "spill"), flush_interval=0.05)
-    yield rec
-    rec.close()
 
 
 def events_of(store, recorder, **query):
