@@ -40,7 +40,7 @@ from psycopg.types.json import set_json_loads
 from psycopg_pool import ConnectionPool
 
 from graphtune.backends.aggregate import StatsBuilder, bucket_of
-from graphtune.backends.sql_schema import COLUMN_LIST, COLUMNS, row_to_event
+from graphtune.backends.sql_schema import COLUMN_LIST, COLUMNS, recent_traces_sql, row_to_event
 from graphtune.backends.summaries import summarize_traces
 from graphtune.backends.traces import EventQuery, TraceStore
 from graphtune.tracing.events import NEGATIVE_FEEDBACK_BELOW, RUN_NODE, NodeStats, TraceSummary, TrajectoryEvent
@@ -347,10 +347,7 @@ class PostgresTraceStore(TraceStore):
 
     def traces(self, *, workflow=None, sources=None, since=None, limit=20) -> list[TraceSummary]:
         where, params = self._where(EventQuery(workflow=workflow, sources=sources, since=since))
-        sql = "SELECT trace_id FROM graphtune_events"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += f" GROUP BY trace_id ORDER BY min(time) DESC LIMIT {int(limit)}"
+        sql = recent_traces_sql(where, limit)
         trace_ids = [r[0] for r in self._fetch(sql, params)]
         if not trace_ids:
             return []

@@ -37,3 +37,11 @@ def row_to_event(row: tuple) -> TrajectoryEvent:
     data["kind"] = EventKind(data["kind"])
     data["event_id"] = str(data["event_id"])
     return TrajectoryEvent.model_construct(**data)
+
+
+def recent_traces_sql(where: list[str], limit: int) -> str:
+    """The ids of the newest traces matching ``where``: the first step of ``traces()`` in both SQL stores."""
+    sql = "SELECT trace_id FROM graphtune_events"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    return sql + f" GROUP BY trace_id ORDER BY min(time) DESC LIMIT {int(limit)}"

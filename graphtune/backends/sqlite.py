@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from graphtune.backends.aggregate import stats_from_events
 from graphtune.backends.summaries import summarize_traces
-from graphtune.backends.sql_schema import COLUMN_LIST, COLUMNS, SCHEMA_VERSION, event_to_row, row_to_event
+from graphtune.backends.sql_schema import COLUMN_LIST, COLUMNS, SCHEMA_VERSION, event_to_row, recent_traces_sql, row_to_event
 from graphtune.backends.traces import EventQuery, TraceStore, iter_chunks, path_from_url
 from graphtune.tracing.events import NodeStats, TraceSummary, TrajectoryEvent
 
@@ -135,10 +135,7 @@ class SqliteTraceStore(TraceStore):
 
     def traces(self, *, workflow=None, sources=None, since=None, limit=20) -> list[TraceSummary]:
         where, params = self._where(EventQuery(workflow=workflow, sources=sources, since=since))
-        sql = "SELECT trace_id FROM graphtune_events"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += f" GROUP BY trace_id ORDER BY min(time) DESC LIMIT {int(limit)}"
+        sql = recent_traces_sql(where, limit)
         with self._lock:
             trace_ids = [r[0] for r in self._conn.execute(sql, params).fetchall()]
         if not trace_ids:
