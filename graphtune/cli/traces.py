@@ -1,53 +1,28 @@
-"""The ``graphtune`` command line (typer): traces now; tune, approve, eval and config join it."""
+"""``graphtune traces``: read recorded trajectories; retention and deletion."""
 
 from __future__ import annotations
 
-import json
-import re
-import sys
 import time
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from graphtune.backends.traces import EventQuery, TraceStore, UnknownBackendError, open_trace_store
+from graphtune.cli.common import BackendOpt, JsonOpt, console, fail, parse_duration, print_json
 
-app = typer.Typer(help="graphtune: record, observe and tune LangGraph workflows.", no_args_is_help=True, add_completion=False)
 traces_app = typer.Typer(help="Read recorded trajectories: list, show, stats; retention and deletion.", no_args_is_help=True)
-app.add_typer(traces_app, name="traces")
-console = Console(width=None if sys.stdout.isatty() else 140)  # logs and pipes get readable tables
-errors = Console(stderr=True, soft_wrap=True, highlight=False)  # one unwrapped line per error
-
-BackendOpt = Annotated[Optional[str], typer.Option("--backend", help="Trace store URL (jsonl:///DIR, sqlite:///FILE, postgresql://...). Default: GRAPHTUNE_TRACES_URL, GRAPHTUNE_DATABASE_URL, sqlite:///.graphtune/graphtune.db")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
-
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-
-
-def parse_duration(text: str) -> float:
-    """'30d', '12h', '15m', '90s', '2w' -> seconds."""
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*", text or "")
-    if not match:
-        raise typer.BadParameter(f"expected a duration such as 30d, 12h, 15m or 90s; got {text!r}")
-    return float(match.group(1)) * _UNITS[match.group(2)]
 
 
 def _open(backend: str | None) -> TraceStore:
     try:
         return open_trace_store(backend)
     except UnknownBackendError as exc:
-        errors.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from None
+        raise fail(str(exc)) from None
 
 
 def _sources(source: str) -> tuple[str, ...] | None:
     return None if source == "all" else tuple(s.strip() for s in source.split(","))
-
-
-def _print_json(data) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
 
 
 @traces_app.command("list")
@@ -65,7 +40,7 @@ def traces_list(
     with _open(backend) as store:
         summaries = store.traces(workflow=workflow, sources=_sources(source), since=time.time() - parse_duration(since), limit=limit)
     if as_json:
-        _print_json([s.model_dump() for s in summaries])
+        print_json([s.model_dump() for s in summaries])
         return
     table = Table(title=f"recent traces ({store.url})", caption="trace ids are shortened; traces show accepts a prefix")
     for column in ("trace", "start", "workflow", "thread", "duration", "status", "events", "errors", "tokens"):
@@ -94,15 +69,13 @@ def traces_show(
         if not events and len(trace_id) < 32:
             matches = [s.trace_id for s in store.traces(since=0, limit=5000) if s.trace_id.startswith(trace_id)]
             if len(matches) > 1:
-                errors.print(f"[red]error:[/red] prefix {trace_id!r} matches {len(matches)} traces; give more characters")
-                raise typer.Exit(2)
+                raise fail(f"prefix {trace_id!r} matches {len(matches)} traces; give more characters")
             if matches:
                 events = store.read(EventQuery(trace_id=matches[0]))
     if not events:
-        errors.print(f"[red]error:[/red] no trace {trace_id!r} in {store.url}")
-        raise typer.Exit(1)
+        raise fail(f"no trace {trace_id!r} in {store.url}", code=1)
     if as_json:
-        _print_json([e.model_dump(mode="json") for e in events])
+        print_json([e.model_dump(mode="json") for e in events])
         return
     console.print(build_tree(events))
 
@@ -121,7 +94,7 @@ def traces_stats(
     with _open(backend) as store:
         stats = store.aggregate(workflow=workflow, since=time.time() - parse_duration(since), sources=_sources(source))
     if as_json:
-        _print_json([s.model_dump() for s in stats])
+        print_json([s.model_dump() for s in stats])
         return
     table = Table(title=f"node statistics, last {since}, source={source}")
     for column in ("workflow", "node", "count", "errors", "error rate", "p50", "p95", "mean", "tokens in", "tokens out", "👎"):
@@ -161,24 +134,3 @@ def traces_delete_user(
     console.print(f"deleted {deleted} events of that user from {store.url}")
 
 
-@app.command()
-def demo(
-    requests: Annotated[int, typer.Option(help="Simulated production requests.")] = 60,
-    backend: BackendOpt = None,
-):
-    """Record simulated production traffic of an example workflow, then show its hot spots and a trace."""
-    from graphtune.demo import run_demo
-
-    try:
-        run_demo(requests=requests, backend=backend, console=console)
-    except UnknownBackendError as exc:
-        errors.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from None
-
-
-def main() -> None:
-    app()
-
-
-if __name__ == "__main__":
-    main()
