@@ -316,7 +316,7 @@ class PostgresTraceStore(TraceStore):
                 params.append(value)
         if query.kinds is not None:
             where.append("kind = ANY(%s)")
-            params.append([k.value for k in query.kinds])
+            params.append([EventKind(k).value for k in query.kinds])
         if query.sources is not None:
             where.append("source = ANY(%s)")
             params.append(list(query.sources))

@@ -13,7 +13,7 @@ from graphtune.backends.aggregate import stats_from_events
 from graphtune.backends.summaries import summarize_traces
 from graphtune.backends.sql_schema import COLUMN_LIST, COLUMNS, SCHEMA_VERSION, event_to_row, recent_traces_sql, row_to_event
 from graphtune.backends.traces import EventQuery, TraceStore, iter_chunks, path_from_url
-from graphtune.tracing.events import NodeStats, TraceSummary, TrajectoryEvent
+from graphtune.tracing.events import EventKind, NodeStats, TraceSummary, TrajectoryEvent
 
 _MIGRATIONS = {
     1: [
@@ -117,7 +117,7 @@ class SqliteTraceStore(TraceStore):
             if value is not None:
                 where.append(f"{column} = ?")
                 params.append(value)
-        for column, values in (("kind", query.kinds and [k.value for k in query.kinds]), ("source", query.sources)):
+        for column, values in (("kind", query.kinds and [EventKind(k).value for k in query.kinds]), ("source", query.sources)):
             if values is not None:
                 where.append(f"{column} IN ({', '.join('?' * len(values))})")
                 params.extend(values)

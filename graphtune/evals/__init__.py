@@ -1,0 +1,1 @@
+"""The eval harness: datasets, evaluators, a result cache and the concurrent runner."""

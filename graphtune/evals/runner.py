@@ -1,0 +1,239 @@
+"""The eval runner: one config over a dataset, with bounded async concurrency, a result cache,
+recorded trajectories and early stopping against a baseline.
+
+Each example runs the compiled workflow with the recorder attached (source ``eval``, tagged with
+the config version), is scored, and is written to the cache at once, so a crashed run resumes
+where it stopped. A failing example is an error result, never the end of the run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from typing import Any, Callable
+
+from langchain_core.callbacks import UsageMetadataCallbackHandler
+from pydantic import BaseModel, Field
+
+from graphtune.backends.eval_cache import CacheKey, EvalCache
+from graphtune.evals.datasets import Dataset, Example, load_dataset
+from graphtune.evals.evaluators import EVALUATOR_VERSION, RunOutcome, judge_answer, question_of, score
+from graphtune.evals.stats import MetricSummary, clearly_worse, summarize
+from graphtune.spec import WorkflowSpec
+from graphtune.tuning.configs import config_hash
+
+
+class ExampleResult(BaseModel):
+    example_id: str
+    scores: dict[str, float | None]
+    answer: str | None = None
+    sources: list[str] | None = None
+    error: str | None = None
+    trace_id: str | None = None
+    cached: bool = False
+
+
+class EvalReport(BaseModel):
+    workflow: str
+    dataset: str
+    dataset_hash: str
+    config_hash: str
+    config_version: int | None = None
+    evaluator_version: str = EVALUATOR_VERSION
+    results: list[ExampleResult]
+    summary: dict[str, MetricSummary]
+    examples_total: int = Field(description="Examples selected for this run")
+    cached: int = Field(0, description="Results served from the cache")
+    stopped_early: bool = False
+    stop_reason: str = ""
+    wall_s: float = 0.0
+
+    def value(self, metric: str, statistic: str = "mean") -> float | None:
+        summary = self.summary.get(metric)
+        return summary.statistic(statistic) if summary else None
+
+    def scores_by_example(self, metric: str) -> dict[str, float]:
+        return {r.example_id: r.scores[metric] for r in self.results if r.scores.get(metric) is not None}
+
+
+def read_output(state: Any, path: str | None) -> Any:
+    """A dotted path into the final state; integers index lists (``messages.-1.content``)."""
+    if path is None:
+        return None
+    node = state
+    for part in path.split("."):
+        if node is None:
+            return None
+        if isinstance(node, dict):
+            node = node.get(part)
+        elif isinstance(node, (list, tuple)):
+            try:
+                node = node[int(part)]
+            except (ValueError, IndexError):
+                return None
+        else:
+            node = getattr(node, part, None)
+    return node
+
+
+def price(spec: WorkflowSpec, usage: dict[str, dict]) -> float:
+    """USD for the tokens of each model, by the spec's pricing (longest matching model-name prefix)."""
+    total = 0.0
+    for model, tokens in usage.items():
+        matches = [name for name in spec.pricing if model.startswith(name)]
+        if matches:
+            rate = spec.pricing[max(matches, key=len)]
+            total += tokens.get("input_tokens", 0) * rate.input_per_1m / 1e6 + tokens.get("output_tokens", 0) * rate.output_per_1m / 1e6
+    return total
+
+
+class EvalRunner:
+    """Runs configs of one spec; share one runner (and its semaphore) across parallel candidates."""
+
+    def __init__(
+        self,
+        spec: WorkflowSpec,
+        *,
+        recorder=None,
+        cache: EvalCache | None = None,
+        concurrency: int | None = None,
+        judge_model=None,
+        semaphore: asyncio.Semaphore | None = None,
+    ):
+        self.spec = spec
+        self.recorder = recorder
+        self.cache = cache
+        self.concurrency = concurrency or spec.evals.concurrency
+        self._shared_semaphore = semaphore
+        self._semaphore: tuple[asyncio.AbstractEventLoop, asyncio.Semaphore] | None = None
+        self.judge_model = judge_model
+
+    @property
+    def semaphore(self) -> asyncio.Semaphore:
+        """The concurrency limit: the shared one if given, else one per event loop (asyncio.run makes a new loop)."""
+        if self._shared_semaphore is not None:
+            return self._shared_semaphore
+        loop = asyncio.get_running_loop()
+        if self._semaphore is None or self._semaphore[0] is not loop:
+            self._semaphore = (loop, asyncio.Semaphore(self.concurrency))
+        return self._semaphore[1]
+
+    async def run(
+        self,
+        config: dict | None = None,
+        *,
+        dataset: Dataset | None = None,
+        config_version: int | None = None,
+        variant: str | None = None,
+        limit: int | None = None,
+        baseline: EvalReport | None = None,
+        check_every: int = 20,
+        on_result: Callable[[ExampleResult], None] | None = None,
+    ) -> EvalReport:
+        spec = self.spec
+        config = spec.config if config is None else config
+        dataset = dataset or await asyncio.to_thread(load_dataset, spec.dataset_path(), spec.evals.datasets[0].name)
+        examples = dataset.select(limit=limit)
+        key = CacheKey(config_hash(config), dataset.hash, EVALUATOR_VERSION)
+        started = time.perf_counter()
+
+        cached = await asyncio.to_thread(self.cache.get_many, key, [e.id for e in examples]) if self.cache else {}
+        results: dict[str, ExampleResult] = {}
+        for example in examples:
+            if example.id in cached:
+                results[example.id] = ExampleResult.model_validate({**cached[example.id], "cached": True})
+                if on_result:
+                    on_result(results[example.id])
+        pending = [e for e in examples if e.id not in results]
+
+        graph = await asyncio.to_thread(spec.build_graph, config) if pending else None
+        stop_reason = ""
+        tasks = {asyncio.ensure_future(self._run_one(graph, example, config_version, variant)): example for example in pending}
+        fresh = 0
+        try:
+            for finished in asyncio.as_completed(tasks):
+                result = await finished
+                results[result.example_id] = result
+                fresh += 1
+                if self.cache:
+                    await asyncio.to_thread(self.cache.put, key, result.example_id, result.model_dump(exclude={"cached"}))
+                if on_result:
+                    on_result(result)
+                if baseline is not None and fresh % check_every == 0:
+                    stop_reason = self._stop_reason(results, baseline)
+                    if stop_reason:
+                        break
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        if self.recorder is not None and pending:
+            await asyncio.to_thread(self.recorder.flush, 30.0)
+
+        ordered = [results[e.id] for e in examples if e.id in results]
+        metrics = spec.evals.metrics
+        summary = {m: summarize([r.scores[m] for r in ordered if r.scores.get(m) is not None]) for m in metrics}
+        return EvalReport(
+            workflow=spec.workflow, dataset=dataset.name, dataset_hash=dataset.hash, config_hash=key.config_hash,
+            config_version=config_version, results=ordered, summary=summary, examples_total=len(examples),
+            cached=len(cached), stopped_early=bool(stop_reason), stop_reason=stop_reason,
+            wall_s=time.perf_counter() - started,
+        )
+
+    def _stop_reason(self, results: dict[str, ExampleResult], baseline: EvalReport) -> str:
+        objective = self.spec.objective
+        sign = 1.0 if objective.direction == "maximize" else -1.0
+        base = baseline.scores_by_example(objective.metric)
+        mine = {i: r.scores[objective.metric] for i, r in results.items() if r.scores.get(objective.metric) is not None}
+        differences = [sign * (mine[i] - base[i]) for i in mine.keys() & base.keys()]
+        if clearly_worse(differences):
+            mean = sum(differences) / len(differences)
+            return f"clearly worse than the baseline on {objective.metric} after {len(differences)} paired examples (mean difference {sign * mean:+.3f})"
+        return ""
+
+    async def _run_one(self, graph, example: Example, config_version: int | None, variant: str | None) -> ExampleResult:
+        from graphtune.tracing.recorder import run_tags
+
+        spec = self.spec
+        usage = UsageMetadataCallbackHandler()
+        run_id = uuid.uuid4()
+        callbacks = [usage] + ([self.recorder] if self.recorder is not None else [])
+        run_config = {
+            "callbacks": callbacks,
+            "run_id": run_id,
+            "metadata": {**run_tags(spec.workflow, config_version=config_version, variant=variant, source="eval"),
+                         "graphtune_example_id": example.id},
+            "configurable": {"thread_id": f"eval-{example.id}-{run_id.hex[:8]}"},
+        }
+        async with self.semaphore:
+            started = time.perf_counter()
+            error = None
+            state: Any = None
+            try:
+                state = await asyncio.wait_for(graph.ainvoke(dict(example.inputs), run_config), spec.evals.timeout_s)
+            except asyncio.TimeoutError:
+                error = f"TimeoutError: no result within {spec.evals.timeout_s:g} s"
+            except Exception as exc:  # a failing example is a result, not the end of the run
+                error = f"{type(exc).__name__}: {exc}"
+            latency_ms = (time.perf_counter() - started) * 1000
+            tokens = usage.usage_metadata
+            answer = read_output(state, spec.evals.output.answer)
+            sources = read_output(state, spec.evals.output.sources)
+            outcome = RunOutcome(
+                answer=None if answer is None else str(answer),
+                sources=list(sources) if isinstance(sources, (list, tuple)) else None,
+                latency_ms=latency_ms,
+                input_tokens=sum(t.get("input_tokens", 0) for t in tokens.values()),
+                output_tokens=sum(t.get("output_tokens", 0) for t in tokens.values()),
+                cost_usd=price(spec, tokens),
+                error=error,
+            )
+            scores = score(spec.evals.metrics, outcome, example.expected)
+            if "judge" in spec.evals.metrics and self.judge_model is not None and error is None and example.expected:
+                try:
+                    scores["judge"] = await judge_answer(self.judge_model, question_of(example.inputs), outcome.answer or "", example.expected)
+                except Exception:  # a judge failure leaves the example unjudged, not failed
+                    scores["judge"] = None
+        return ExampleResult(example_id=example.id, scores=scores, answer=outcome.answer, sources=outcome.sources,
+                             error=error, trace_id=run_id.hex if self.recorder is not None else None)

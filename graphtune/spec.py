@@ -1,0 +1,225 @@
+"""The workflow spec (``graphtune.yaml``): what graphtune tunes, how it scores a candidate, and its limits.
+
+A spec names the graph factory, the current config, the search space, the eval sets and metrics,
+the objective and the guardrails. Loading errors name the file, the key path and what was expected.
+A bundled workflow can be named instead of a path: ``load_spec("support_qa")``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Any, Callable, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from graphtune.tuning.space import Constraint, Domain, SearchSpace
+
+BUNDLED_SPECS = {"support_qa": Path(__file__).parent / "graphs" / "support_qa.yaml"}
+METRICS = (
+    "exact", "contains", "token_f1", "retrieval_hit", "judge",
+    "latency_ms", "input_tokens", "output_tokens", "total_tokens", "cost_usd", "error",
+)
+HIGHER_IS_BETTER = {"exact", "contains", "token_f1", "retrieval_hit", "judge"}
+
+
+class SpecError(ValueError):
+    """A spec that cannot be used; the message names the file and key path."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DatasetRef(_Strict):
+    name: str
+    path: str = Field(description="JSONL file, relative to the spec file")
+
+
+class OutputPaths(_Strict):
+    """Where the graph's final state holds what evaluators read (dotted paths; -1 indexes lists)."""
+
+    answer: str = "answer"
+    sources: str | None = "sources"
+
+
+class EvalSpec(_Strict):
+    datasets: list[DatasetRef] = Field(min_length=1)
+    metrics: list[str] = Field(default_factory=lambda: ["contains", "token_f1", "latency_ms", "total_tokens", "cost_usd", "error"])
+    output: OutputPaths = Field(default_factory=OutputPaths)
+    concurrency: int = Field(8, ge=1, le=256)
+    timeout_s: float = Field(60.0, gt=0, description="Per example; a timeout counts as an error")
+
+    @field_validator("metrics")
+    @classmethod
+    def _known_metrics(cls, metrics: list[str]) -> list[str]:
+        unknown = [m for m in metrics if m not in METRICS]
+        if unknown:
+            raise ValueError(f"unknown metric(s) {unknown}; expected some of {list(METRICS)}")
+        return metrics
+
+
+class Objective(_Strict):
+    metric: str
+    direction: Literal["maximize", "minimize"] | None = None
+
+    @model_validator(mode="after")
+    def _direction(self):
+        if self.metric not in METRICS:
+            raise ValueError(f"unknown metric {self.metric!r}; expected one of {list(METRICS)}")
+        if self.direction is None:
+            self.direction = "maximize" if self.metric in HIGHER_IS_BETTER else "minimize"
+        return self
+
+
+class Guardrail(_Strict):
+    """A limit a candidate must respect against the baseline, e.g. p95 latency at most 1.2x."""
+
+    metric: str
+    statistic: Literal["mean", "p50", "p95"] = "mean"
+    max_ratio: float | None = Field(None, gt=0, description="candidate <= max_ratio x baseline")
+    max_value: float | None = Field(None, description="candidate <= max_value, whatever the baseline")
+    margin: float | None = Field(None, ge=0, description="non-inferiority: at most this much worse than the baseline")
+
+    @model_validator(mode="after")
+    def _one_bound(self):
+        if self.metric not in METRICS:
+            raise ValueError(f"unknown metric {self.metric!r}; expected one of {list(METRICS)}")
+        bounds = [b for b in ("max_ratio", "max_value", "margin") if getattr(self, b) is not None]
+        if len(bounds) != 1:
+            raise ValueError(f"give exactly one of max_ratio, max_value, margin (got {bounds or 'none'})")
+        return self
+
+    @property
+    def higher_is_better(self) -> bool:
+        return self.metric in HIGHER_IS_BETTER
+
+    def describe(self) -> str:
+        if self.max_ratio is not None:
+            return f"{self.statistic} {self.metric} <= {self.max_ratio:g}x baseline"
+        if self.max_value is not None:
+            return f"{self.statistic} {self.metric} <= {self.max_value:g}"
+        worse = "below" if self.higher_is_better else "above"
+        return f"{self.statistic} {self.metric} at most {self.margin:g} {worse} baseline"
+
+
+class ObserveSpec(_Strict):
+    """Hot-spot thresholds for the controller's observe step."""
+
+    window: str = "24h"
+    p95_ms: float | None = Field(None, gt=0)
+    error_rate: float = Field(0.05, ge=0, le=1)
+    negative_feedback_rate: float = Field(0.2, ge=0, le=1)
+
+
+class Price(_Strict):
+    input_per_1m: float = Field(ge=0)
+    output_per_1m: float = Field(ge=0)
+
+
+class WorkflowSpec(_Strict):
+    workflow: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    description: str = ""
+    graph: str = Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$", description="module:function building a compiled graph from a config dict")
+    config: dict[str, Any]
+    tunables: dict[str, Domain] = Field(default_factory=dict)
+    constraints: list[Constraint] = Field(default_factory=list)
+    evals: EvalSpec
+    objective: Objective
+    guardrails: list[Guardrail] = Field(default_factory=list)
+    observe: ObserveSpec = Field(default_factory=ObserveSpec)
+    pricing: dict[str, Price] = Field(default_factory=dict, description="model name -> USD per 1M tokens")
+
+    path: Path | None = Field(None, exclude=True)
+
+    @property
+    def space(self) -> SearchSpace:
+        return SearchSpace(tunables=self.tunables, constraints=self.constraints)
+
+    def dataset_path(self, name: str | None = None) -> Path:
+        """A dataset's file (the first dataset by default), resolved against the spec's directory."""
+        refs = {d.name: d for d in self.evals.datasets}
+        if name is not None and name not in refs:
+            raise SpecError(f"{self.path}: no dataset {name!r} in evals.datasets; known: {', '.join(refs)}")
+        ref = refs[name] if name else self.evals.datasets[0]
+        path = Path(ref.path)
+        return (path if path.is_absolute() else (self.path.parent if self.path else Path.cwd()) / path).resolve()
+
+    def graph_factory(self) -> Callable[[dict], Any]:
+        module_name, _, attr = self.graph.partition(":")
+        try:
+            module = importlib.import_module(module_name)
+        except Exception as exc:
+            raise SpecError(f"{self.path}: graph: cannot import module {module_name!r}: {type(exc).__name__}: {exc}") from exc
+        factory = getattr(module, attr, None)
+        if not callable(factory):
+            raise SpecError(f"{self.path}: graph: {module_name} has no callable {attr!r}")
+        return factory
+
+    def build_graph(self, config: dict | None = None):
+        """Compile the workflow for a config; a raising factory gives a SpecError naming it."""
+        factory = self.graph_factory()
+        try:
+            return factory(self.config if config is None else config)
+        except Exception as exc:
+            raise SpecError(f"graph factory {self.graph} raised {type(exc).__name__}: {exc}") from exc
+
+
+def load_spec(source: str | Path) -> WorkflowSpec:
+    """Read and check a spec file, or a bundled workflow by name (``support_qa``)."""
+    path = Path(source)
+    if not path.exists() and str(source) in BUNDLED_SPECS:
+        path = BUNDLED_SPECS[str(source)]
+    if not path.exists():
+        bundled = ", ".join(BUNDLED_SPECS)
+        raise SpecError(f"{path}: no such spec file (bundled workflows: {bundled})")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise SpecError(f"{path}:{where} malformed YAML: {getattr(exc, 'problem', None) or exc}") from None
+    return parse_spec(raw, path)
+
+
+def parse_spec(raw: Any, path: Path | None = None) -> WorkflowSpec:
+    where = str(path) if path else "spec"
+    if not isinstance(raw, dict):
+        raise SpecError(f"{where}: expected a mapping at the top level, got {type(raw).__name__}")
+    try:
+        spec = WorkflowSpec.model_validate(raw)
+    except ValidationError as exc:
+        raise SpecError(f"{where}: " + "; ".join(_describe(e) for e in exc.errors())) from None
+    spec.path = path
+    problems = spec.space.check_covers(spec.config)
+    available = set(METRICS) if not spec.evals.metrics else set(spec.evals.metrics)
+    for name, metric in [("objective.metric", spec.objective.metric)] + [
+        (f"guardrails[{i}].metric", g.metric) for i, g in enumerate(spec.guardrails)
+    ]:
+        if metric not in available:
+            problems.append(f"{name}: {metric!r} is not among evals.metrics {sorted(available)}")
+    if problems:
+        raise SpecError(f"{where}: " + "; ".join(problems))
+    return spec
+
+
+def _describe(error: dict) -> str:
+    """One pydantic error as 'key path: what was expected'."""
+    tags = {"float", "int", "choice", "bool", "text"}
+    parts: list[str] = []
+    for i, item in enumerate(error["loc"]):
+        if i >= 2 and error["loc"][0] == "tunables" and i == 2 and item in tags:
+            continue  # the discriminator's own branch name adds nothing
+        if isinstance(item, int):
+            parts.append(f"[{item}]")
+        else:
+            key = str(item)
+            parts.append(f"[{key!r}]" if "." in key else (f".{key}" if parts else key))
+    location = "".join(parts) or "(top level)"
+    message = error["msg"].removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden":
+        message = "unknown key"
+    elif error["type"] == "missing":
+        message = "required key is missing"
+    return f"{location}: {message}"

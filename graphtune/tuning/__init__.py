@@ -1,0 +1,1 @@
+"""The tuning domain without I/O: configs, search space, mutations, statistics, proposers."""

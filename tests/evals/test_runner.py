@@ -1,0 +1,126 @@
+import asyncio
+import json
+
+import pytest
+
+from graphtune.backends.eval_cache import SqliteEvalCache
+from graphtune.backends.traces import EventQuery
+from graphtune.evals.runner import EvalRunner, read_output
+from tests.evals import toy_workflow
+from tests.evals.conftest import write_dataset
+
+
+def run(runner, *args, **kwargs):
+    return asyncio.run(runner.run(*args, **kwargs))
+
+
+@pytest.fixture
+def cache(tmp_path):
+    c = SqliteEvalCache(f"sqlite:///{tmp_path}/cache.db")
+    yield c
+    c.close()
+
+
+def test_scores_aggregates_and_a_failing_example_does_not_stop_the_run(toy_spec):
+    report = run(EvalRunner(toy_spec), toy_spec.config)
+    assert len(report.results) == 40
+    failed = [r for r in report.results if r.error]
+    assert [r.example_id for r in failed] == ["r05"]
+    assert "RuntimeError: the answer service exploded" in failed[0].error
+    assert failed[0].scores["contains"] == 0.0 and failed[0].scores["error"] == 1.0
+    assert report.value("contains") == pytest.approx(39 / 40)
+    assert report.value("error") == pytest.approx(1 / 40)
+    summary = report.summary["contains"]
+    assert summary.ci_low < summary.mean < summary.ci_high <= 1.0
+    assert report.value("latency_ms", "p95") >= report.value("latency_ms", "p50") > 0
+
+
+def test_different_configs_score_differently(toy_spec):
+    runner = EvalRunner(toy_spec)
+    good = run(runner, toy_spec.config)
+    bad = run(runner, {"answer": {"quality": "bad", "delay_s": 0.001}})
+    assert good.value("contains") > 0.9 and bad.value("contains") == 0.0
+    assert good.value("retrieval_hit") > 0.9 and bad.value("retrieval_hit") == 0.0
+    assert good.config_hash != bad.config_hash
+
+
+def test_rerun_is_served_from_the_cache(toy_spec, cache):
+    runner = EvalRunner(toy_spec, cache=cache)
+    first = run(runner, toy_spec.config)
+    toy_workflow.CALLS.clear()
+    second = run(runner, toy_spec.config)
+    assert toy_workflow.CALLS == []
+    assert second.cached == 40 and all(r.cached for r in second.results)
+    assert second.value("contains") == first.value("contains")
+    assert [r.example_id for r in second.results] == [r.example_id for r in first.results]
+
+
+def test_a_crashed_run_resumes_where_it_stopped(toy_spec, cache):
+    runner = EvalRunner(toy_spec, cache=cache)
+    run(runner, toy_spec.config, limit=15)  # as if the process died after 15 examples
+    toy_workflow.CALLS.clear()
+    report = run(runner, toy_spec.config)
+    assert len(toy_workflow.CALLS) == 25
+    assert report.cached == 15 and len(report.results) == 40
+
+
+def test_changed_dataset_row_invalidates_the_cache(toy_spec, cache, tmp_path):
+    runner = EvalRunner(toy_spec, cache=cache)
+    run(runner, toy_spec.config)
+    rows = [json.loads(line) for line in (tmp_path / "toy.jsonl").read_text().splitlines()]
+    rows[0]["expected"]["facts"] = ["Lyon"]
+    write_dataset(tmp_path / "toy.jsonl", rows)
+    toy_workflow.CALLS.clear()
+    report = run(runner, toy_spec.config)
+    assert report.cached == 0 and len(toy_workflow.CALLS) == 40
+
+
+def test_early_stop_against_a_clearly_better_baseline(toy_spec, tmp_path):
+    rows = [{"id": f"e{i:03d}", "inputs": {"question": "capital of france"}, "expected": {"answer": "Paris"}} for i in range(120)]
+    write_dataset(tmp_path / "toy.jsonl", rows)
+    runner = EvalRunner(toy_spec)
+    baseline = run(runner, toy_spec.config)
+    assert not baseline.stopped_early
+    toy_workflow.CALLS.clear()
+    worse = run(runner, {"answer": {"quality": "bad", "delay_s": 0.001}}, baseline=baseline)
+    assert worse.stopped_early and "clearly worse" in worse.stop_reason
+    assert len(worse.results) < 120 and len(toy_workflow.CALLS) < 120
+    same = run(runner, toy_spec.config, baseline=baseline)
+    assert not same.stopped_early and len(same.results) == 120
+
+
+def test_timeout_is_an_error_result(toy_spec, tmp_path):
+    write_dataset(tmp_path / "toy.jsonl", [{"id": "h", "inputs": {"question": "hang"}, "expected": {"answer": "x"}},
+                                           {"id": "ok", "inputs": {"question": "two plus two"}, "expected": {"answer": "4"}}])
+    report = run(EvalRunner(toy_spec), toy_spec.config)
+    by_id = {r.example_id: r for r in report.results}
+    assert by_id["h"].error.startswith("TimeoutError") and by_id["ok"].error is None
+
+
+def test_concurrency_is_bounded(toy_spec, tmp_path):
+    rows = [{"id": f"c{i}", "inputs": {"question": "two plus two"}, "expected": {"answer": "4"}} for i in range(16)]
+    write_dataset(tmp_path / "toy.jsonl", rows)
+    config = {"answer": {"quality": "good", "delay_s": 0.1}}
+    one = run(EvalRunner(toy_spec, concurrency=1), config)
+    eight = run(EvalRunner(toy_spec, concurrency=8), config)
+    assert one.wall_s > 1.5 and eight.wall_s < one.wall_s / 3
+
+
+def test_each_example_is_recorded_as_an_eval_trajectory(toy_spec, recorder, store):
+    report = run(EvalRunner(toy_spec, recorder=recorder), toy_spec.config, config_version=3, limit=6)
+    runs = store.read(EventQuery(kinds=("run_end",)))
+    assert len(runs) == 6
+    assert {e.source for e in runs} == {"eval"} and {e.config_version for e in runs} == {3}
+    assert {e.workflow for e in runs} == {"toy"}
+    assert {r.trace_id for r in report.results} == {e.trace_id for e in runs}
+    assert [e.status for e in runs if e.trace_id == report.results[5].trace_id] == ["error"]
+
+
+def test_read_output_follows_paths_into_lists_and_objects():
+    class Message:
+        content = "hi"
+
+    state = {"messages": [Message(), Message()], "a": {"b": [1, 2]}}
+    assert read_output(state, "messages.-1.content") == "hi"
+    assert read_output(state, "a.b.1") == 2
+    assert read_output(state, "a.c.d") is None and read_output(None, "x") is None

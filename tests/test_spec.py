@@ -1,0 +1,122 @@
+import textwrap
+
+import pytest
+import yaml
+
+from graphtune.spec import SpecError, load_spec, parse_spec
+
+GOOD = {
+    "workflow": "toy",
+    "graph": "tests.test_spec:build_toy",
+    "config": {"rag": {"top_k": 4}},
+    "tunables": {"rag.top_k": {"type": "int", "low": 1, "high": 10}},
+    "evals": {"datasets": [{"name": "toy", "path": "toy.jsonl"}], "metrics": ["contains", "latency_ms", "error"]},
+    "objective": {"metric": "contains"},
+    "guardrails": [{"metric": "latency_ms", "statistic": "p95", "max_ratio": 1.2}, {"metric": "error", "max_value": 0.05}],
+}
+
+
+def build_toy(config):
+    if config["rag"]["top_k"] == 7:
+        raise ValueError("seven is not supported")
+    return "compiled"
+
+
+def write(tmp_path, data, name="graphtune.yaml"):
+    path = tmp_path / name
+    path.write_text(data if isinstance(data, str) else yaml.safe_dump(data))
+    return path
+
+
+def error_of(tmp_path, data) -> str:
+    path = write(tmp_path, data)
+    with pytest.raises(SpecError) as info:
+        load_spec(path)
+    message = str(info.value)
+    assert str(path) in message
+    return message
+
+
+def test_good_spec_loads_with_defaults(tmp_path):
+    spec = load_spec(write(tmp_path, GOOD))
+    assert spec.objective.direction == "maximize"
+    assert spec.dataset_path() == tmp_path / "toy.jsonl"
+    assert spec.build_graph() == "compiled"
+    assert spec.guardrails[0].describe() == "p95 latency_ms <= 1.2x baseline"
+
+
+def test_bundled_spec_loads_by_name():
+    spec = load_spec("support_qa")
+    assert spec.workflow == "support_qa"
+    assert spec.dataset_path().exists()
+    assert spec.space.check_config(spec.config) == []
+
+
+def test_malformed_yaml_names_line(tmp_path):
+    message = error_of(tmp_path, "workflow: toy\nconfig: {rag: [1, 2\n")
+    assert "malformed YAML" in message and "line" in message
+
+
+def test_top_level_must_be_mapping(tmp_path):
+    assert "expected a mapping" in error_of(tmp_path, "- just\n- a list\n")
+
+
+def test_unknown_key_is_named(tmp_path):
+    message = error_of(tmp_path, {**GOOD, "objectives": {"metric": "contains"}})
+    assert "objectives: unknown key" in message
+
+
+def test_nested_unknown_key_and_wrong_type_name_the_path(tmp_path):
+    bad = {**GOOD, "tunables": {"rag.top_k": {"type": "int", "low": "one", "high": 10, "stepp": 1}}}
+    message = error_of(tmp_path, bad)
+    assert "tunables['rag.top_k'].low" in message
+    assert "tunables['rag.top_k'].stepp: unknown key" in message
+
+
+def test_missing_required_key(tmp_path):
+    bad = {k: v for k, v in GOOD.items() if k != "graph"}
+    assert "graph: required key is missing" in error_of(tmp_path, bad)
+
+
+def test_tunable_without_config_value(tmp_path):
+    bad = {**GOOD, "tunables": {**GOOD["tunables"], "rag.rerank": {"type": "bool"}}}
+    assert "tunable rag.rerank has no value in config" in error_of(tmp_path, bad)
+
+
+def test_default_config_outside_domain(tmp_path):
+    bad = {**GOOD, "config": {"rag": {"top_k": 40}}}
+    assert "rag.top_k: expected a value in [1, 10], got 40" in error_of(tmp_path, bad)
+
+
+def test_unknown_metric_and_objective_outside_metrics(tmp_path):
+    assert "unknown metric(s) ['accuracy']" in error_of(tmp_path, {**GOOD, "evals": {**GOOD["evals"], "metrics": ["accuracy"]}})
+    message = error_of(tmp_path, {**GOOD, "objective": {"metric": "token_f1"}})
+    assert "objective.metric: 'token_f1' is not among evals.metrics" in message
+
+
+def test_guardrail_needs_exactly_one_bound(tmp_path):
+    bad = {**GOOD, "guardrails": [{"metric": "latency_ms", "max_ratio": 1.2, "max_value": 100}]}
+    assert "guardrails[0]" in error_of(tmp_path, bad) and "exactly one of" in error_of(tmp_path, bad)
+
+
+def test_graph_reference_must_be_module_colon_function(tmp_path):
+    assert "graph" in error_of(tmp_path, {**GOOD, "graph": "tests/test_spec.py"})
+
+
+def test_graph_factory_import_error_and_raise(tmp_path):
+    spec = load_spec(write(tmp_path, {**GOOD, "graph": "no_such_module_xyz:build"}))
+    with pytest.raises(SpecError, match="cannot import module 'no_such_module_xyz'"):
+        spec.build_graph()
+    spec = load_spec(write(tmp_path, GOOD))
+    with pytest.raises(SpecError, match="graph factory tests.test_spec:build_toy raised ValueError: seven is not supported"):
+        spec.build_graph({"rag": {"top_k": 7}})
+
+
+def test_missing_file_lists_bundled_workflows(tmp_path):
+    with pytest.raises(SpecError, match="no such spec file.*support_qa"):
+        load_spec(tmp_path / "nope.yaml")
+
+
+def test_parse_spec_without_file():
+    with pytest.raises(SpecError, match=r"^spec: "):
+        parse_spec({"workflow": "x"})
