@@ -1,6 +1,7 @@
 """graphtune: record, observe and tune LangGraph workflows."""
 
 from graphtune.backends.traces import EventQuery, TraceStore, open_trace_store
+from graphtune.configs import active_config
 from graphtune.nodes.trajectory import TrajectoryNode, TrajectoryState
 from graphtune.tracing.events import EventKind, NodeStats, TrajectoryEvent
 from graphtune.tracing.recorder import TrajectoryRecorder, default_recorder, run_tags, trace
@@ -14,6 +15,7 @@ __all__ = [
     "TrajectoryNode",
     "TrajectoryRecorder",
     "TrajectoryState",
+    "active_config",
     "default_recorder",
     "open_trace_store",
     "run_tags",

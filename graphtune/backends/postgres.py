@@ -43,7 +43,7 @@ from graphtune.backends.aggregate import StatsBuilder, bucket_of
 from graphtune.backends.sql_schema import COLUMN_LIST, COLUMNS, recent_traces_sql, row_to_event
 from graphtune.backends.summaries import summarize_traces
 from graphtune.backends.traces import EventQuery, TraceStore
-from graphtune.tracing.events import NEGATIVE_FEEDBACK_BELOW, RUN_NODE, NodeStats, TraceSummary, TrajectoryEvent
+from graphtune.tracing.events import NEGATIVE_FEEDBACK_BELOW, RUN_NODE, EventKind, NodeStats, TraceSummary, TrajectoryEvent
 
 SCHEMA_VERSION = 1
 # One advisory lock for every graphtune migration in a database (the key is arbitrary but fixed).

@@ -8,10 +8,14 @@ import typer
 
 from graphtune.backends.traces import UnknownBackendError
 from graphtune.cli.common import BackendOpt, console, fail
+from graphtune.cli.config import config_app
+from graphtune.cli.evals import register as register_evals
 from graphtune.cli.traces import traces_app
 
 app = typer.Typer(help="graphtune: record, observe and tune LangGraph workflows.", no_args_is_help=True, add_completion=False)
 app.add_typer(traces_app, name="traces")
+register_evals(app)
+app.add_typer(config_app, name="config")
 
 
 @app.command()

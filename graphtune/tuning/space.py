@@ -109,7 +109,7 @@ class SearchSpace(BaseModel):
     def check_value(self, path: str, value: Any, *, model_available: bool = True) -> Rejection | None:
         domain = self.tunables.get(path)
         if domain is None:
-            close = difflib.get_close_matches(path, list(self.tunables), n=3)
+            close = difflib.get_close_matches(path, list(self.tunables), n=3, cutoff=0.8)
             hint = f"; did you mean {', '.join(close)}?" if close else f"; tunable paths: {', '.join(sorted(self.tunables))}"
             return Rejection(code="unknown_path", path=path, message=f"{path} is not a tunable{hint}")
         if domain.requires_model and not model_available:

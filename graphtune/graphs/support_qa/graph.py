@@ -129,11 +129,12 @@ def _router(cfg: dict):
 
 
 def _rewrite(cfg: dict):
+    model = chat_model(cfg["llm"]["model"], temperature=0, max_tokens=64) if model_available() else None
+
     async def rewrite(state: SupportState, config: RunnableConfig) -> dict:
-        if not model_available():
+        if model is None:
             await asyncio.sleep(REWRITE_OFFLINE_SECONDS)
             return {"query": expand_query(state["question"])}
-        model = chat_model(cfg["llm"]["model"], temperature=0, max_tokens=64)
         reply = await model.ainvoke([SystemMessage(cfg["prompts"]["rewrite"]), HumanMessage(state["question"])], config)
         return {"query": f"{state['question']} {reply.content}"}
 
@@ -173,6 +174,7 @@ def rerank_hits(kb: KnowledgeBase, query: str, hits: list) -> list:
 
 
 def _model(cfg: dict, mode: str):
+    """Built once per compiled graph: ChatOpenAI when a model is configured, else the offline answerer."""
     llm = cfg["llm"]
     if model_available():
         return chat_model(llm["model"], temperature=llm["temperature"], max_tokens=llm["max_tokens"])
@@ -181,6 +183,7 @@ def _model(cfg: dict, mode: str):
 
 def _answer(cfg: dict, *, with_tool: bool):
     prompt = cfg["prompts"]["answer"]
+    model = _model(cfg, "answer")
     timeout_s, retries = float(cfg["tool"]["timeout_s"]), int(cfg["tool"]["retries"])
 
     async def order_status(order_id: str) -> str:
@@ -199,7 +202,7 @@ def _answer(cfg: dict, *, with_tool: bool):
             context = f"<context>\n[order-service] order status\n{result}\n</context>"
         else:
             context = state["context"]
-        reply = await _model(cfg, "answer").ainvoke([SystemMessage(prompt.replace("{context}", context)), HumanMessage(question)], config)
+        reply = await model.ainvoke([SystemMessage(prompt.replace("{context}", context)), HumanMessage(question)], config)
         text = str(reply.content)
         return {"answer": text, "messages": [AIMessage(text)]}
 
@@ -208,9 +211,10 @@ def _answer(cfg: dict, *, with_tool: bool):
 
 def _summary(cfg: dict):
     prompt = cfg["prompts"]["summary"]
+    model = _model(cfg, "summary")
 
     async def summary(state: SupportState, config: RunnableConfig) -> dict:
-        reply = await _model(cfg, "summary").ainvoke(
+        reply = await model.ainvoke(
             [SystemMessage(prompt.replace("{context}", state["context"])), HumanMessage(state["question"])], config)
         text = str(reply.content)
         return {"answer": text, "messages": [AIMessage(text)]}

@@ -1,0 +1,1 @@
+"""Test doubles for graphtune's tests and benchmarks (no real services needed)."""

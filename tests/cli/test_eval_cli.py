@@ -1,0 +1,60 @@
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from graphtune.cli import app
+from tests.evals.conftest import toy_spec  # noqa: F401  (fixture)
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    monkeypatch.setenv("GRAPHTUNE_DATABASE_URL", f"sqlite:///{tmp_path}/gt.db")
+    monkeypatch.delenv("GRAPHTUNE_MODEL", raising=False)
+    return tmp_path
+
+
+def invoke(*args):
+    return CliRunner().invoke(app, list(args))
+
+
+def test_eval_json_stores_the_config_and_reuses_the_cache(toy_spec, env):  # noqa: F811
+    spec = str(toy_spec.path)
+    first = invoke("eval", "--spec", spec, "--json", "--no-record")
+    assert first.exit_code == 0, first.output
+    report = json.loads(first.output)
+    assert report["config_version"] == 1 and report["cached"] == 0
+    assert report["summary"]["contains"]["mean"] == pytest.approx(39 / 40)
+
+    changed = json.loads(invoke("eval", "--spec", spec, "--json", "--no-record", "--set", "answer.quality=bad").output)
+    assert changed["config_version"] == 2 and changed["summary"]["contains"]["mean"] == 0.0
+
+    again = json.loads(invoke("eval", "--spec", spec, "--json", "--no-record", "--config-version", "1").output)
+    assert again["cached"] == 40 and again["config_version"] == 1
+
+
+def test_eval_table_output(toy_spec, env):  # noqa: F811
+    result = invoke("eval", "--spec", str(toy_spec.path), "--no-record", "--limit", "10")
+    assert result.exit_code == 0, result.output
+    assert "contains" in result.output and "10/10 examples" in result.output and "1 errors" in result.output
+    assert "no LLM configured" in result.output
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--set", "answer.qualty=bad"], "answer.qualty is not a tunable; did you mean answer.quality?"),
+    (["--set", "answer.delay_s=5"], "expected a value in [0.0, 1.0]"),
+    (["--set", "answer.quality"], "expected PATH=VALUE"),
+    (["--config-version", "9"], "9"),
+])
+def test_eval_bad_arguments_give_one_clear_line(toy_spec, env, args, message):  # noqa: F811
+    result = invoke("eval", "--spec", str(toy_spec.path), "--no-record", *args)
+    assert result.exit_code != 0
+    assert message in result.output
+
+
+def test_eval_bad_spec_and_dataset(env):
+    (env / "bad.yaml").write_text("workflow: [\n")
+    result = invoke("eval", "--spec", str(env / "bad.yaml"))
+    assert result.exit_code == 2 and "malformed YAML" in result.output
+    result = invoke("eval", "--spec", str(env / "missing.yaml"))
+    assert result.exit_code == 2 and "no such spec file" in result.output
