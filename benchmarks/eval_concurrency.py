@@ -67,7 +67,8 @@ def main() -> None:
         "llm_calls_per_example": round(calls_16 / args.examples, 2),
         "ideal_speedup_16": 16,
         "max_concurrent_llm_calls": server.max_concurrency(),
-        "errors": sum(r.error is not None for r in report_16.results),
+        "errors": sum(r.error is not None for r in report_1.results + report_16.results),
+        "first_error": next((r.error for r in report_1.results + report_16.results if r.error), None),
         "cached_results": report_cached.cached,
     }, args.json, "eval_concurrency")
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import re
+from functools import cache
 from typing import Any
 
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
@@ -26,19 +27,18 @@ from graphtune.graphs.support_qa.offline_model import ExtractiveChatModel
 from graphtune.llm import chat_model, model_available
 from graphtune.tuning.configs import get_path
 
-DEFAULT_CONFIG: dict[str, Any] = {
-    "llm": {"model": "gpt-4.1-mini", "temperature": 0.2, "max_tokens": 512},
-    "rag": {"top_k": 2, "rerank": False, "rewrite": False},
-    "nodes": {"qa_agent": {"enabled": True}, "qa_with_tool_agent": {"enabled": False}, "summary": {"enabled": True}},
-    "router": {"summary_keywords": ["summarize", "overview"], "threshold": 0.8},
-    "tool": {"timeout_s": 0.25, "retries": 0},
-    "prompts": {
-        "answer": "You are the Lumen Goods help-center assistant. Answer the customer's question in one to three "
-                  "sentences using only these help-center articles:\n{context}",
-        "summary": "Summarise the main point of the most relevant help-center article in two sentences:\n{context}",
-        "rewrite": "Rewrite the customer's question as a search query in help-center vocabulary. Reply with the query only.",
-    },
-}
+@cache
+def _spec_config() -> dict[str, Any]:
+    from graphtune.spec import load_spec
+
+    return load_spec("support_qa").config
+
+
+def default_config() -> dict[str, Any]:
+    """The shipped config, from the bundled spec (graphs/support_qa.yaml): one source of truth."""
+    return copy.deepcopy(_spec_config())
+
+
 ORDER_ID = re.compile(r"\bLG-\d{5}\b", re.I)
 RERANK_SECONDS_PER_CANDIDATE = 0.002  # what the cross-encoder it stands in for costs per article
 REWRITE_OFFLINE_SECONDS = 0.015  # what the small-model call it stands in for costs
@@ -56,8 +56,8 @@ class SupportState(MessagesState, total=False):
 
 
 def build_graph(config: dict | None = None):
-    """Compile support_qa for ``config`` (missing keys take ``DEFAULT_CONFIG``'s values)."""
-    cfg = _merged(DEFAULT_CONFIG, config or {})
+    """Compile support_qa for ``config`` (missing keys take the shipped config's values)."""
+    cfg = _merged(_spec_config(), config or {})
     kb = knowledge_base()  # loads files: do it here, never inside an async node
     answer_nodes = [n for n in ("qa_agent", "qa_with_tool_agent") if get_path(cfg, f"nodes.{n}.enabled")]
     if len(answer_nodes) != 1:

@@ -1,0 +1,333 @@
+"""The search proposer: Optuna TPE over the numeric, choice and bool tunables, warm-started from every eval.
+
+It runs beside the LLM proposer, and alone when no model is configured. It knows nothing about any
+particular workflow: it sees the search space, the current config and what earlier evals measured.
+
+Each ``propose`` call builds a fresh in-memory study, replays every earlier observation into it as a
+completed trial (the warm start), then asks the TPE sampler for new points until it has ``n`` valid,
+new candidates or runs out of asks. Text tunables are never searched (that is the LLM's job), nor are
+``requires_model`` tunables when no model is available.
+
+Choices about Optuna:
+
+- Infeasible observations (a broken guardrail) and non-finite scores are replayed with a value
+  strictly worse than the worst feasible score. TPE only ranks trials, so this puts them in the
+  "bad" density after every feasible trial and the sampler steers away from their region. This
+  works with every Optuna version and sampler, unlike per-trial constraints (new in Optuna 5).
+- Startup: until the study holds ``n_startup_trials`` finished trials, TPE samples at random. The
+  default, ``clamp(number of searched tunables + 1, 4, 10)``, explores a few points per dimension
+  before modelling, and stays at Optuna's usual 10 for larger spaces.
+- A batch is diversified with the constant liar: accepted candidates stay ``RUNNING`` in the study,
+  and TPE counts them as bad points while it samples the rest of the batch.
+- A sample that duplicates a known config, or breaks a constraint, is told ``PRUNED``: a bad point
+  for TPE, so the sampler moves away from it instead of drawing it again. Constraint violations
+  are repaired deterministically (see ``_repair``); the repaired config is re-entered as the
+  running trial, so the liar sees what was actually proposed.
+- The sampler's seed is derived from ``seed`` and the history's content: the same seed and history
+  give the same candidates, while a grown history does not replay the same random start points.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import random
+import threading
+import warnings
+from contextlib import contextmanager
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, Iterator, Literal
+
+import optuna
+from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.trial import TrialState
+from pydantic import BaseModel, Field
+
+from graphtune.tuning.configs import config_hash, get_path, has_path, set_path
+from graphtune.tuning.mutations import Candidate, Mutation, check_candidate
+from graphtune.tuning.space import BoolDomain, ChoiceDomain, FloatDomain, IntDomain, SearchSpace
+
+_log = logging.getLogger(__name__)
+
+_ASKS_PER_CANDIDATE = 10
+_MIN_ASKS = 30
+
+
+class Observation(BaseModel):
+    """One evaluated config and what it scored on the objective."""
+
+    config: dict = Field(description="The full evaluated config")
+    score: float = Field(description="The objective value measured for it (mean of the objective metric)")
+    feasible: bool = Field(True, description="False when it broke a guardrail: the search treats it as bad")
+
+
+@dataclass(frozen=True)
+class _Param:
+    """One searched tunable and its Optuna distribution (choices are searched by index)."""
+
+    path: str
+    domain: FloatDomain | IntDomain | ChoiceDomain | BoolDomain
+    distribution: BaseDistribution
+
+    def to_optuna(self, value: Any) -> Any:
+        """The value in Optuna's terms; ``ValueError`` when the domain cannot hold it."""
+        if isinstance(self.domain, ChoiceDomain):
+            for index, allowed in enumerate(self.domain.values):
+                if _same(allowed, value):
+                    return index
+            raise ValueError(f"{self.path}: {value!r} is not one of the choices")
+        if isinstance(self.domain, FloatDomain):
+            return float(value)
+        return value
+
+    def from_optuna(self, raw: Any) -> Any:
+        domain = self.domain
+        if isinstance(domain, ChoiceDomain):
+            return domain.values[int(raw)]
+        if isinstance(domain, BoolDomain):
+            return bool(raw)
+        if isinstance(domain, IntDomain):
+            return int(raw)
+        value = min(max(float(raw), domain.low), domain.high)
+        if domain.step:
+            k = round((value - domain.low) / domain.step)
+            value = domain.low + k * domain.step
+            clean = round(value, 12)  # 0.30000000000000004 -> 0.3, when that stays on the grid
+            if abs((clean - domain.low) / domain.step - k) < 1e-9:
+                value = clean
+        return value
+
+
+class SearchProposer:
+    """Proposes candidates by TPE over the searchable tunables of ``space``.
+
+    ``direction`` is the objective's. ``model_available`` decides whether ``requires_model``
+    tunables are searched. ``n_startup_trials`` overrides the number of finished trials before TPE
+    models (random sampling until then).
+    """
+
+    def __init__(self, space: SearchSpace, *, direction: Literal["maximize", "minimize"], seed: int = 0,
+                 model_available: bool = False, n_startup_trials: int | None = None):
+        if direction not in ("maximize", "minimize"):
+            raise ValueError(f"direction must be 'maximize' or 'minimize', got {direction!r}")
+        self.space = space
+        self.direction = direction
+        self.seed = seed
+        self.model_available = model_available
+        self.params = [
+            _Param(path, domain, _distribution(domain))
+            for path, domain in space.available(model_available).items()
+            if isinstance(domain, (FloatDomain, IntDomain, ChoiceDomain, BoolDomain))
+        ]
+        self.n_startup_trials = (n_startup_trials if n_startup_trials is not None
+                                 else min(10, max(4, len(self.params) + 1)))
+        self._distributions = {p.path: p.distribution for p in self.params}
+
+    def propose(self, base_config: dict, history: list[Observation], n: int) -> list[Candidate]:
+        """Up to n new valid candidates (as mutations of base_config), none equal to a config in history or to each other."""
+        if n <= 0 or not self.params:
+            return []
+        call_seed = self._call_seed(history)
+        seen = {_config_key(base_config, self.params)} | {_config_key(o.config, self.params) for o in history}
+        candidates: list[Candidate] = []
+        with _quiet_optuna():
+            study = self._new_study(call_seed)
+            used, skipped = self._warm_start(study, history)
+            rationale = self._rationale(used, skipped)
+            for _ in range(max(_MIN_ASKS, _ASKS_PER_CANDIDATE * n)):
+                if len(candidates) == n:
+                    break
+                trial = study.ask(self._distributions)
+                sampled = base_config
+                for param in self.params:
+                    value = param.from_optuna(trial.params[param.path])
+                    if not _same(get_path(base_config, param.path, None), value) or not has_path(base_config, param.path):
+                        sampled = set_path(sampled, param.path, value)
+                config = self._repair(sampled, random.Random(f"{call_seed}:{trial.number}"))
+                candidate = None if config is None else self._candidate(base_config, config, rationale)
+                if candidate is None or _config_key(config, self.params) in seen:
+                    study.tell(trial, state=TrialState.PRUNED)
+                    continue
+                if config is not sampled:
+                    # The sample broke a constraint: it stays a bad point, and the repaired config
+                    # becomes the running trial the constant liar keeps the rest of the batch away from.
+                    study.tell(trial, state=TrialState.PRUNED)
+                    study.enqueue_trial({p.path: p.to_optuna(get_path(config, p.path)) for p in self.params})
+                    study.ask(self._distributions)
+                seen.add(_config_key(config, self.params))
+                candidates.append(candidate)
+        return candidates
+
+    # -- internals -------------------------------------------------------------------------------
+
+    def _new_study(self, call_seed: int) -> optuna.Study:
+        with warnings.catch_warnings():
+            # Optuna 4 marks multivariate and constant_liar experimental; they are stable in 5.
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            sampler = optuna.samplers.TPESampler(seed=call_seed, multivariate=True, constant_liar=True,
+                                                 n_startup_trials=self.n_startup_trials)
+        return optuna.create_study(direction=self.direction, sampler=sampler)
+
+    def _warm_start(self, study: optuna.Study, history: list[Observation]) -> tuple[int, int]:
+        """Replay history as completed trials; (number used, number skipped as outside the space)."""
+        feasible = [o.score for o in history if o.feasible and math.isfinite(o.score)]
+        finite = feasible or [o.score for o in history if math.isfinite(o.score)] or [0.0]
+        worse = -1.0 if self.direction == "maximize" else 1.0
+        penalty = (min(finite) if worse < 0 else max(finite)) + worse * (1.0 + max(finite) - min(finite))
+        used = skipped = 0
+        for observation in history:
+            params = self._observed_params(observation.config)
+            if params is None:
+                skipped += 1
+                continue
+            good = observation.feasible and math.isfinite(observation.score)
+            try:
+                study.add_trial(optuna.trial.create_trial(
+                    params=params, distributions=self._distributions,
+                    value=observation.score if good else penalty,
+                ))
+            except ValueError as error:  # Optuna's own range check disagrees with ours: skip, don't fail
+                _log.debug("search: skipped an observation: %s", error)
+                skipped += 1
+                continue
+            used += 1
+        return used, skipped
+
+    def _observed_params(self, config: Any) -> dict[str, Any] | None:
+        """An evaluated config in Optuna's terms, or None when it does not fit the current domains."""
+        if not isinstance(config, dict):
+            return None
+        params = {}
+        for param in self.params:
+            if not has_path(config, param.path):
+                return None
+            value = get_path(config, param.path)
+            if self.space.check_value(param.path, value, model_available=True) is not None:
+                return None
+            try:
+                params[param.path] = param.to_optuna(value)
+            except (TypeError, ValueError):
+                return None
+        return params
+
+    def _repair(self, config: dict, rng: random.Random) -> dict | None:
+        """The config with every constraint made to hold, or None when that is impossible.
+
+        Only searched paths are flipped; others keep their value. exactly_one / at_most_one keep one
+        true path (a true path that cannot be flipped if there is one, else a seeded choice among the
+        true ones) and turn the rest off; exactly_one / at_least_one with none true switch on a seeded
+        choice among the searchable paths. Groups are repaired in order, then all are checked again.
+        """
+        searched = {p.path for p in self.params if isinstance(p.domain, BoolDomain)}
+        repaired = config
+        for constraint in self.space.constraints:
+            if constraint.holds(repaired):
+                continue
+            on = [p for p in constraint.paths if get_path(repaired, p, False) is True]
+            free = [p for p in constraint.paths if p in searched]
+            if len(on) > 1 and constraint.type in ("exactly_one", "at_most_one"):
+                fixed_on = [p for p in on if p not in searched]
+                if len(fixed_on) > 1:
+                    return None
+                keep = fixed_on[0] if fixed_on else rng.choice(on)
+                for path in on:
+                    if path != keep:
+                        repaired = set_path(repaired, path, False)
+            elif not on and constraint.type in ("exactly_one", "at_least_one"):
+                if not free:
+                    return None
+                repaired = set_path(repaired, rng.choice(free), True)
+        return None if self.space.check_config(repaired) else repaired
+
+    def _candidate(self, base_config: dict, config: dict, rationale: str) -> Candidate | None:
+        mutations = [Mutation(path=p.path, value=get_path(config, p.path)) for p in self.params
+                     if not has_path(base_config, p.path) or not _same(get_path(base_config, p.path), get_path(config, p.path))]
+        if not mutations:
+            return None
+        candidate = Candidate(mutations=mutations, rationale=rationale, proposer="optuna")
+        if check_candidate(self.space, base_config, candidate, model_available=self.model_available):
+            return None
+        return candidate
+
+    def _rationale(self, used: int, skipped: int) -> str:
+        kind = "TPE sample" if used >= self.n_startup_trials else "random start sample"
+        note = f"{used} earlier result{'s' if used != 1 else ''}"
+        if used < self.n_startup_trials:
+            note += f"; TPE models from {self.n_startup_trials}"
+        if skipped:
+            note += f"; {skipped} outside the current space skipped"
+        return f"{kind} ({note})"
+
+    def _call_seed(self, history: list[Observation]) -> int:
+        digest = hashlib.sha256(f"{self.seed}".encode())
+        for observation in history:
+            digest.update(f"|{_safe_hash(observation.config)}:{observation.score!r}:{observation.feasible}".encode())
+        return int.from_bytes(digest.digest()[:4], "big")
+
+
+def _distribution(domain) -> BaseDistribution:
+    """Optuna's distribution for a domain. Optuna refuses log together with step: step wins."""
+    if isinstance(domain, FloatDomain):
+        if domain.step:
+            return FloatDistribution(domain.low, _grid_high(domain.low, domain.high, domain.step), step=domain.step)
+        return FloatDistribution(domain.low, domain.high, log=domain.log)
+    if isinstance(domain, IntDomain):
+        high = domain.low + (domain.high - domain.low) // domain.step * domain.step
+        return IntDistribution(domain.low, high, log=domain.log and domain.step == 1, step=domain.step)
+    if isinstance(domain, BoolDomain):
+        return CategoricalDistribution([False, True])
+    return CategoricalDistribution(list(range(len(domain.values))))
+
+
+def _grid_high(low: float, high: float, step: float) -> float:
+    """The largest ``low + k * step`` not above ``high`` (decimal arithmetic, as Optuna does)."""
+    d_low, d_step = Decimal(str(low)), Decimal(str(step))
+    return float((Decimal(str(high)) - d_low) // d_step * d_step + d_low)
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal as config values: 1 == 1.0, but True is not 1."""
+    return isinstance(a, bool) == isinstance(b, bool) and a == b
+
+
+def _config_key(config: Any, params: list[_Param]) -> str:
+    """A hash that treats 1 and 1.0, or 0.30000000000000004 and 0.3, in float tunables as equal."""
+    if isinstance(config, dict):
+        for param in params:
+            if isinstance(param.domain, FloatDomain):
+                value = get_path(config, param.path, None)
+                if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+                    config = set_path(config, param.path, float(f"{float(value):.12g}"))
+    return _safe_hash(config)
+
+
+def _safe_hash(config: Any) -> str:
+    try:
+        return config_hash(config)
+    except (TypeError, ValueError):  # NaN or something JSON cannot hold: still a stable key
+        return hashlib.sha256(repr(config).encode()).hexdigest()
+
+
+_quiet_lock = threading.Lock()
+_quiet_depth = 0
+_saved_verbosity = optuna.logging.WARNING
+
+
+@contextmanager
+def _quiet_optuna() -> Iterator[None]:
+    """Optuna's own logger at WARNING while proposing (no study chatter), restored afterwards."""
+    global _quiet_depth, _saved_verbosity
+    with _quiet_lock:
+        if _quiet_depth == 0:
+            _saved_verbosity = optuna.logging.get_verbosity()
+            optuna.logging.set_verbosity(max(_saved_verbosity, optuna.logging.WARNING))
+        _quiet_depth += 1
+    try:
+        yield
+    finally:
+        with _quiet_lock:
+            _quiet_depth -= 1
+            if _quiet_depth == 0:
+                optuna.logging.set_verbosity(_saved_verbosity)
