@@ -59,9 +59,8 @@ def run_eval_command(
         try:
             if config_version is not None:
                 base = configs.get(spec.workflow, config_version).config
-            else:
-                active = configs.active(spec.workflow)
-                base = active.config if active else spec.config
+            else:  # the spec's config becomes version 1, active, the first time the workflow is seen
+                base = configs.ensure_active(spec.workflow, spec.config, actor=getpass.getuser()).config
         except ConfigStoreError as exc:
             raise fail(str(exc)) from None
         config = base

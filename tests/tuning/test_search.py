@@ -84,8 +84,13 @@ def test_warm_start_finds_the_optimum_better_than_random_search():
 
 
 def test_minimize_direction_is_honoured():
-    history = run_loop(SearchProposer(TOY, direction="minimize", seed=1), TOY_BASE, lambda c: -toy_score(c), 8, 4)
-    assert min(o.score for o in history) < -TOY_OPTIMUM + 0.05
+    def late_mean_and_best(direction):
+        history = run_loop(SearchProposer(TOY, direction=direction, seed=0), TOY_BASE, lambda c: -toy_score(c), 10, 4)
+        return statistics.mean(o.score for o in history[-16:]), min(o.score for o in history)
+
+    (minimizing, best), (maximizing, _) = late_mean_and_best("minimize"), late_mean_and_best("maximize")
+    assert best < -TOY_OPTIMUM + 0.05
+    assert minimizing < maximizing - 1.0
 
 
 def test_infeasible_region_is_proposed_less():
