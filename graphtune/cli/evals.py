@@ -86,20 +86,9 @@ def run_eval_command(
     runner = EvalRunner(spec, recorder=recorder, cache=cache, concurrency=concurrency, judge_model=judge)
     total = len(data.select(limit=limit))
     try:
-        if as_json:
-            report = asyncio.run(runner.run(config, dataset=data, config_version=version, limit=limit))
-        else:
-            with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[errors]} errors"),
-                          TimeElapsedColumn(), console=console, transient=True) as progress:
-                task = progress.add_task(f"{spec.workflow} v{version}", total=total, errors=0)
-                failed = 0
-
-                def advance(result) -> None:
-                    nonlocal failed
-                    failed += result.error is not None
-                    progress.update(task, advance=1, errors=failed)
-
-                report = asyncio.run(runner.run(config, dataset=data, config_version=version, limit=limit, on_result=advance))
+        report = _run_with_progress(runner, spec, config, data, version, limit, total, as_json)
+    except SpecError as exc:  # e.g. the graph factory raised for this config
+        raise fail(f"{exc} (config v{version})") from None
     finally:
         if cache:
             cache.close()
@@ -107,6 +96,22 @@ def run_eval_command(
         print_json(report.model_dump(mode="json"))
         return
     print_report(report)
+
+
+def _run_with_progress(runner, spec, config, data, version, limit, total, as_json):
+    if as_json:
+        return asyncio.run(runner.run(config, dataset=data, config_version=version, limit=limit))
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[errors]} errors"), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True) as progress:
+        task = progress.add_task(f"{spec.workflow} v{version}", total=total, errors=0)
+        failed = 0
+
+        def advance(result) -> None:
+            nonlocal failed
+            failed += result.error is not None
+            progress.update(task, advance=1, errors=failed)
+
+        return asyncio.run(runner.run(config, dataset=data, config_version=version, limit=limit, on_result=advance))
 
 
 def print_report(report) -> None:

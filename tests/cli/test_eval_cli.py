@@ -58,3 +58,9 @@ def test_eval_bad_spec_and_dataset(env):
     assert result.exit_code == 2 and "malformed YAML" in result.output
     result = invoke("eval", "--spec", str(env / "missing.yaml"))
     assert result.exit_code == 2 and "no such spec file" in result.output
+
+
+def test_a_graph_factory_that_raises_names_the_factory_and_version(toy_spec, env):  # noqa: F811
+    result = invoke("eval", "--spec", str(toy_spec.path), "--no-record", "--set", "answer.quality=explode")
+    assert result.exit_code == 2
+    assert "graph factory tests.evals.toy_workflow:build_graph raised ValueError: no such answer quality (config v2)" in result.output

@@ -26,7 +26,7 @@ def toy_spec(tmp_path):
         "workflow": "toy",
         "graph": "tests.evals.toy_workflow:build_graph",
         "config": {"answer": {"quality": "good", "delay_s": 0.001}},
-        "tunables": {"answer.quality": {"type": "choice", "values": ["good", "bad"]},
+        "tunables": {"answer.quality": {"type": "choice", "values": ["good", "bad", "explode"]},
                      "answer.delay_s": {"type": "float", "low": 0, "high": 1}},
         "evals": {"datasets": [{"name": "toy", "path": "toy.jsonl"}],
                   "metrics": ["contains", "token_f1", "retrieval_hit", "latency_ms", "total_tokens", "error"],

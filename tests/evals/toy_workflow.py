@@ -17,6 +17,8 @@ class State(TypedDict, total=False):
 
 def build_graph(config: dict):
     quality = config["answer"]["quality"]
+    if quality == "explode":
+        raise ValueError("no such answer quality")
 
     async def answer(state: State) -> dict:
         question = state["question"]
