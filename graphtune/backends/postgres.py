@@ -40,10 +40,10 @@ from psycopg.types.json import set_json_loads
 from psycopg_pool import ConnectionPool
 
 from graphtune.backends.aggregate import StatsBuilder, bucket_of
-from graphtune.backends.sql_schema import COLUMN_LIST, COLUMNS, recent_traces_sql, row_to_event
+from graphtune.backends.sql_schema import COLUMN_LIST, COLUMNS, recent_traces_sql, row_to_event, where_clauses
 from graphtune.backends.summaries import summarize_traces
 from graphtune.backends.traces import EventQuery, TraceStore
-from graphtune.tracing.events import NEGATIVE_FEEDBACK_BELOW, RUN_NODE, EventKind, NodeStats, TraceSummary, TrajectoryEvent
+from graphtune.tracing.events import NEGATIVE_FEEDBACK_BELOW, RUN_NODE, NodeStats, TraceSummary, TrajectoryEvent
 
 SCHEMA_VERSION = 1
 # One advisory lock for every graphtune migration in a database (the key is arbitrary but fixed).
@@ -308,25 +308,7 @@ class PostgresTraceStore(TraceStore):
     # -- reading -------------------------------------------------------------------------
     @staticmethod
     def _where(query: EventQuery) -> tuple[list[str], list]:
-        where: list[str] = []
-        params: list = []
-        for column, value in (("trace_id", query.trace_id), ("workflow", query.workflow), ("thread_id", query.thread_id)):
-            if value is not None:
-                where.append(f"{column} = %s")
-                params.append(value)
-        if query.kinds is not None:
-            where.append("kind = ANY(%s)")
-            params.append([EventKind(k).value for k in query.kinds])
-        if query.sources is not None:
-            where.append("source = ANY(%s)")
-            params.append(list(query.sources))
-        if query.since is not None:
-            where.append("time >= %s")
-            params.append(query.since)
-        if query.until is not None:
-            where.append("time < %s")
-            params.append(query.until)
-        return where, params
+        return where_clauses(query, "%s")
 
     def _fetch(self, sql: str, params: Sequence = ()) -> list[tuple]:
         with self._pool.connection() as conn:

@@ -45,3 +45,24 @@ def recent_traces_sql(where: list[str], limit: int) -> str:
     if where:
         sql += " WHERE " + " AND ".join(where)
     return sql + f" GROUP BY trace_id ORDER BY min(time) DESC LIMIT {int(limit)}"
+
+
+def where_clauses(query, placeholder: str) -> tuple[list[str], list]:
+    """An ``EventQuery`` as WHERE conditions and parameters; ``placeholder`` is ``?`` (SQLite) or ``%s`` (psycopg)."""
+    where: list[str] = []
+    params: list = []
+    for column, value in (("trace_id", query.trace_id), ("workflow", query.workflow), ("thread_id", query.thread_id)):
+        if value is not None:
+            where.append(f"{column} = {placeholder}")
+            params.append(value)
+    for column, values in (("kind", query.kinds and [k.value for k in query.kinds]), ("source", query.sources)):
+        if values is not None:
+            where.append(f"{column} IN ({', '.join([placeholder] * len(values))})" if values else "FALSE")
+            params.extend(values)
+    if query.since is not None:
+        where.append(f"time >= {placeholder}")
+        params.append(query.since)
+    if query.until is not None:
+        where.append(f"time < {placeholder}")
+        params.append(query.until)
+    return where, params

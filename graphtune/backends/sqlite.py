@@ -11,9 +11,9 @@ from collections.abc import Sequence
 
 from graphtune.backends.aggregate import stats_from_events
 from graphtune.backends.summaries import summarize_traces
-from graphtune.backends.sql_schema import COLUMN_LIST, COLUMNS, SCHEMA_VERSION, event_to_row, recent_traces_sql, row_to_event
+from graphtune.backends.sql_schema import COLUMN_LIST, COLUMNS, SCHEMA_VERSION, event_to_row, recent_traces_sql, row_to_event, where_clauses
 from graphtune.backends.traces import EventQuery, TraceStore, iter_chunks, path_from_url
-from graphtune.tracing.events import EventKind, NodeStats, TraceSummary, TrajectoryEvent
+from graphtune.tracing.events import NodeStats, TraceSummary, TrajectoryEvent
 
 _MIGRATIONS = {
     1: [
@@ -111,23 +111,7 @@ class SqliteTraceStore(TraceStore):
 
     @staticmethod
     def _where(query: EventQuery) -> tuple[list[str], list]:
-        where: list[str] = []
-        params: list = []
-        for column, value in (("trace_id", query.trace_id), ("workflow", query.workflow), ("thread_id", query.thread_id)):
-            if value is not None:
-                where.append(f"{column} = ?")
-                params.append(value)
-        for column, values in (("kind", query.kinds and [EventKind(k).value for k in query.kinds]), ("source", query.sources)):
-            if values is not None:
-                where.append(f"{column} IN ({', '.join('?' * len(values))})")
-                params.extend(values)
-        if query.since is not None:
-            where.append("time >= ?")
-            params.append(query.since)
-        if query.until is not None:
-            where.append("time < ?")
-            params.append(query.until)
-        return where, params
+        return where_clauses(query, "?")
 
     def read(self, query: EventQuery = EventQuery()) -> list[TrajectoryEvent]:
         where, params = self._where(query)

@@ -35,6 +35,10 @@ class EventQuery:
     until: float | None = None
     limit: int | None = None
 
+    def __post_init__(self) -> None:
+        if self.kinds is not None:  # callers may pass plain strings such as "run_end"
+            object.__setattr__(self, "kinds", tuple(EventKind(k) for k in self.kinds))
+
     def matches(self, event: TrajectoryEvent) -> bool:
         return (
             (self.trace_id is None or event.trace_id == self.trace_id)
