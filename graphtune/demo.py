@@ -1,89 +1,257 @@
-"""``graphtune demo``: record simulated production traffic, then observe it.
+"""``graphtune demo``: the whole loop on the bundled support_qa workflow, offline, in about a minute.
 
-Runs offline in seconds: the example help-desk workflow serves simulated users, every run is
-recorded, users leave feedback, and the demo shows the per-node statistics (the hot spot stands
-out) and the trace tree of a failed request.
+1. production traffic under the shipped (weak) config, recorded, with user feedback;
+2. the controller (``LocalController``, the engine behind ``graphtune tune``) observes that traffic,
+   proposes candidate configs, evaluates them in parallel and decides, its progress streamed;
+3. the approval report it parks on;
+4. the demo approves, as the OS user, exactly as ``graphtune approve THREAD`` does;
+5. the promotion and the config history;
+6. the same questions again under the new active version: negative feedback before and after.
+
+The demo starts from a clean database (``.graphtune/demo.db``, reset each run) unless ``--db`` names
+one, so every run tells the same story and leaves a database to explore with the CLI afterwards.
 """
 
 from __future__ import annotations
 
-import random
+import asyncio
+import getpass
+import os
 import time
-import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
 
 from rich.console import Console
+from rich.markdown import Markdown
+from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 
-from graphtune.backends.traces import EventQuery, open_trace_store, traces_url_from_env
-from graphtune.graphs.traffic_demo import QUESTIONS, build_traffic_demo
-from graphtune.tracing.events import EventKind
-from graphtune.tracing.recorder import TrajectoryRecorder, run_tags, trace
-from graphtune.tracing.viewer import build_tree, fmt_ms
+WORKFLOW = "support_qa"
+DEMO_DB = Path(".graphtune") / "demo.db"
+REQUEST = "support_qa gives wrong answers too often; improve accuracy"
+QUIET_NODES = {"record", "record_progress", "report"}  # the report is shown whole in section 3
+MARKDOWN_NODES = {"decide"}
+KEY_SETTINGS = ("rag.top_k", "rag.rewrite", "rag.rerank", "nodes.qa_with_tool_agent.enabled", "tool.timeout_s",
+                "tool.retries", "llm.max_tokens")
 
-WORKFLOW = "helpdesk"
+
+def demo_actor() -> str:
+    """Who approves in the demo: the OS user, or "demo" where there is no login name (containers)."""
+    try:
+        return getpass.getuser() or "demo"
+    except Exception:
+        return "demo"
 
 
-def run_demo(requests: int = 60, backend: str | None = None, console: Console | None = None) -> dict:
+def fresh_demo_database(path: Path = DEMO_DB) -> str:
+    """Delete the demo database (and its WAL files) and return its URL: each demo starts clean."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    return f"sqlite:///{path}"
+
+
+@contextmanager
+def _database(url: str) -> Iterator[None]:
+    """Everything this process stores (traces, configs, checkpoints, eval cache) goes to ``url`` meanwhile."""
+    saved = {k: os.environ.get(k) for k in ("GRAPHTUNE_DATABASE_URL", "GRAPHTUNE_TRACES_URL")}
+    os.environ["GRAPHTUNE_DATABASE_URL"] = os.environ["GRAPHTUNE_TRACES_URL"] = url
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def run_demo(
+    requests: int = 150,
+    db: str | None = None,
+    limit: int | None = 96,
+    approve: bool = True,
+    console: Console | None = None,
+    *,
+    seed: int = 0,
+    request: str = REQUEST,
+    batch_size: int = 4,
+    after: bool = True,
+) -> dict[str, Any]:
+    """Run the demo; returns what happened (thread id, outcome, traffic summaries, seconds)."""
+    from graphtune.graphs.support_qa.traffic import simulate_production
+    from graphtune.llm import OFFLINE_NOTICE, model_available
+    from graphtune.tracing.recorder import TrajectoryRecorder
+
     console = console or Console()
-    url = backend or traces_url_from_env()
-    recorder = TrajectoryRecorder(url)
-    graph = build_traffic_demo(recorder=recorder)
-    rng = random.Random(11)
-    started = time.time()
+    started = time.perf_counter()
+    url = db or fresh_demo_database()
+    flag = f" --db {url}"  # the demo's database is not the default one: every command names it
+    actor = demo_actor()
+    result: dict[str, Any] = {"database_url": url}
 
-    console.rule("[bold]1. production traffic, recorded")
-    traced = trace(graph, workflow=WORKFLOW, recorder=recorder, config_version=1, source="production")
-    failed_trace = None
-    failures = 0
-    for i in range(requests):
-        run_id = uuid.uuid4()  # the trace id is the run id: the app knows it for feedback
-        user = f"user-{rng.randrange(20)}"
-        question = rng.choice(QUESTIONS)
-        try:
-            result = traced.invoke(
-                {"messages": [("user", question)]},
-                config={"run_id": run_id, "configurable": {"thread_id": f"demo-{i}"}, "metadata": run_tags(user_id=user)},
-            )
-            unhappy = "could not" in str(result["messages"][-1].content)
-        except TimeoutError:
-            failures += 1
-            unhappy = True
-        if unhappy:
-            failed_trace = failed_trace or run_id.hex
-        if unhappy or rng.random() < 0.25:  # some users leave feedback; failures draw thumbs down
-            recorder.feedback(run_id.hex, thumbs_up=not unhappy, workflow=WORKFLOW, user_id=user)
-    recorder.flush()
-    stats = recorder.stats()
-    console.print(f"{requests} requests served ({failures} failed), {stats['written']} events written to [cyan]{url}[/cyan] "
-                  f"({stats['dropped']} dropped, {stats['spilled']} spilled)")
-
-    console.rule("[bold]2. hot spots (production events only)")
-    store = open_trace_store(url)
-    node_stats = [s for s in store.aggregate(workflow=WORKFLOW, since=started - 1) if s.node != "__run__"]
-    table = Table()
-    for column in ("node", "count", "error rate", "p50", "p95", "👎 traces"):
-        table.add_column(column, justify="left" if column == "node" else "right")
-    slowest = max(node_stats, key=lambda s: s.p95_ms or 0)
-    for s in sorted(node_stats, key=lambda s: -(s.p95_ms or 0)):
-        style = "bold red" if s is slowest else ""
-        table.add_row(s.node, str(s.count), f"{s.error_rate:.0%}", fmt_ms(s.p50_ms), fmt_ms(s.p95_ms), str(s.negative_feedback), style=style)
-    console.print(table)
-    console.print(f"hot spot: [bold red]{slowest.node}[/bold red] (p95 {fmt_ms(slowest.p95_ms)}, "
-                  f"{slowest.negative_feedback} disliked traces)")
-
-    if failed_trace:
-        console.rule("[bold]3. one disliked request, as recorded")
-        events = store.read(EventQuery(trace_id=failed_trace))
-        console.print(build_tree(events))
-        tool_errors = sum(1 for e in events if e.kind is EventKind.MESSAGE and e.status == "error")
-        console.print(f"{len(events)} events; {tool_errors} failed tool result(s)", style="dim")
-    store.close()
-    recorder.close()
     console.print(Panel.fit(
-        "graphtune traces list\n"
-        f"graphtune traces stats --workflow {WORKFLOW}\n"
-        f"graphtune traces show {failed_trace or '<trace id>'}",
-        title="explore further", border_style="dim",
-    ))
-    return {"requests": requests, "hot_spot": slowest.node, "failed_trace": failed_trace, **stats}
+        f"graphtune tunes [bold]{WORKFLOW}[/bold], the bundled help-center assistant: record production traffic, "
+        "observe, propose,\nevaluate, ask a person, promote. Database: "
+        f"[cyan]{escape(url)}[/cyan]" + ("" if db else " (reset at every demo run; pass --db to use another)") + "\n"
+        + ("A model is configured: the workflow and the controller use it." if model_available()
+           else f"Offline: {OFFLINE_NOTICE.removeprefix('no LLM configured ')}; the Optuna search proposes."),
+        title="graphtune demo", border_style="cyan"))
+
+    with _database(url):
+        recorder = TrajectoryRecorder(url)
+        try:
+            # -- 1 -------------------------------------------------------------------------------
+            console.rule(f"[bold]1. Production traffic on {WORKFLOW}, shipped config")
+            before = simulate_production(requests, recorder=recorder, seed=seed, database_url=url)
+            result["before"] = before.to_dict()
+            console.print(_settings_line(url, before.config_version))
+            console.print(f"{before.requests} simulated users' questions, every run recorded (source production). "
+                          "Users whose answer missed the facts they needed, or whose request failed, left a thumbs down; "
+                          "some happy ones a thumbs up.")
+            console.print(f"[bold]v{before.config_version}: {before.negative_feedback_rate:.0%} negative feedback[/bold] "
+                          f"({before.thumbs_down} 👎, {before.thumbs_up} 👍), {before.failed} failed, "
+                          f"p95 {before.p95_ms:.0f} ms")
+
+            # -- 2 -------------------------------------------------------------------------------
+            console.rule("[bold]2. The controller: observe → propose → evaluate → decide")
+            console.print(f"request: [bold]\"{escape(request)}\"[/bold]  (as typed: "
+                          f"[cyan]graphtune tune --spec {WORKFLOW} \"{escape(request)}\"{flag}[/cyan])")
+            controller = _controller(url, limit=limit, seed=seed, batch_size=batch_size, console=console)
+            run = asyncio.run(controller.start(request, spec=WORKFLOW))
+            result["thread_id"] = run.thread_id
+            console.print(f"thread [cyan]{run.thread_id}[/cyan] (checkpointed in the database)")
+
+            if run.pending:
+                # -- 3 ---------------------------------------------------------------------------
+                console.rule("[bold]3. The approval report (the run is parked at an interrupt)")
+                console.print(Markdown(run.pending["markdown"]))
+                result["candidate_id"] = run.pending["candidate_id"]
+
+                # -- 4 ---------------------------------------------------------------------------
+                console.rule("[bold]4. A person decides")
+                if not approve:
+                    console.print(f"Stopped at approval (--no-approve). The thread waits in the database; answer it with:\n"
+                                  f"  [cyan]graphtune approve {run.thread_id} --comment \"...\"{flag}[/cyan]\n"
+                                  f"  [cyan]graphtune reject {run.thread_id}{flag}[/cyan]")
+                    result["outcome"] = None
+                    return _finish(result, console, flag, started, run.thread_id)
+                comment = f"approved in the graphtune demo: {run.pending['candidate_id']} answers more questions correctly within the guardrails"
+                console.print(f"[bold]{escape(actor)}[/bold] approves {run.pending['candidate_id']}: \"{escape(comment)}\"\n"
+                              f"(the same as [cyan]graphtune approve {run.thread_id} --comment \"...\"{flag}[/cyan])")
+                run = asyncio.run(controller.resume(run.thread_id, {"action": "approve", "actor": actor, "comment": comment}))
+
+            # -- 5 -------------------------------------------------------------------------------
+            outcome = run.outcome or {}
+            result["outcome"] = outcome
+            console.rule("[bold]5. Outcome and config history")
+            _show_outcome(console, outcome, run.values)
+            _show_history(console, url)
+
+            # -- 6 -------------------------------------------------------------------------------
+            if after and outcome.get("status") == "promoted":
+                console.rule(f"[bold]6. The same {requests} questions under v{outcome['version']}")
+                later = simulate_production(requests, recorder=recorder, seed=seed, database_url=url)
+                result["after"] = later.to_dict()
+                _before_after(console, before, later)
+        finally:
+            recorder.close()
+    return _finish(result, console, flag, started, result.get("thread_id"))
+
+
+def _controller(url: str, *, limit: int | None, seed: int, batch_size: int, console: Console):
+    from graphtune.graphs.context import ControllerContext
+    from graphtune.graphs.local_controller import LocalController
+
+    def show(node: str, message: Any) -> None:
+        if node in QUIET_NODES or getattr(message, "type", "") != "ai":
+            return
+        label = f"[bold cyan]{node:>8}[/bold cyan]"
+        if node in MARKDOWN_NODES:
+            console.print(label)
+            console.print(Markdown(str(message.content)))
+        else:
+            console.print(f"{label}  {escape(str(message.content))}")
+
+    context = ControllerContext(database_url=url, traces_url=url, eval_limit=limit, seed=seed, batch_size=batch_size)
+    return LocalController(context=context, on_message=show)
+
+
+def _settings_line(url: str, version: int | None) -> str:
+    from graphtune.backends.configs import open_config_store
+    from graphtune.tuning.configs import get_path
+
+    with open_config_store(url) as store:
+        active = store.get(WORKFLOW, version) if version is not None else store.active(WORKFLOW)
+    settings = ", ".join(f"{path}={get_path(active.config, path, None)}" for path in KEY_SETTINGS)
+    return f"[dim]active config v{active.version}: {escape(settings)}[/dim]"
+
+
+def _show_outcome(console: Console, outcome: dict, values: dict) -> None:
+    from graphtune.backends.configs import open_config_store
+    from graphtune.tuning.configs import config_diff, format_diff
+
+    status = outcome.get("status", "unknown")
+    style = {"promoted": "bold green", "rejected": "yellow", "no_change": "yellow"}.get(status, "red")
+    console.print(f"[{style}]{status}[/{style}]: {escape(str(outcome.get('message', '')))}")
+    if status == "no_change":
+        decision = values.get("decision") or {}
+        console.print("No candidate was worth approving, so nothing changed; the decision said why: "
+                      f"{escape(str(decision.get('reason', 'n/a')))}")
+    if status == "promoted" and outcome.get("from_version"):
+        with open_config_store(os.environ.get("GRAPHTUNE_DATABASE_URL")) as store:
+            old = store.get(WORKFLOW, outcome["from_version"]).config
+            new = store.get(WORKFLOW, outcome["version"]).config
+        console.print(f"v{outcome['from_version']} → v{outcome['version']}:")
+        console.print(format_diff(config_diff(old, new)), markup=False, highlight=False)
+        console.print("Applications pick it up with one call, no redeploy: "
+                      f"[cyan]graphtune.active_config(\"{WORKFLOW}\")[/cyan]")
+
+
+def _show_history(console: Console, url: str) -> None:
+    """The change log, as ``graphtune config history`` shows it (without the evidence JSON)."""
+    from graphtune.backends.configs import open_config_store
+    from graphtune.tracing.viewer import fmt_time
+
+    with open_config_store(url) as store:
+        entries = store.history(WORKFLOW, limit=10)
+    table = Table(title=f"config history of {WORKFLOW}, newest first")
+    for column in ("when", "action", "version", "from", "actor", "reason"):
+        table.add_column(column, no_wrap=column in ("when", "action", "version", "from"))
+    for e in entries:
+        style = {"promote": "bold", "rollback": "yellow"}.get(e.action, "")
+        table.add_row(fmt_time(e.at), e.action, f"v{e.version}" if e.version else "-",
+                      f"v{e.from_version}" if e.from_version else "-", e.actor, e.reason, style=style)
+    console.print(table)
+
+
+def _before_after(console: Console, before, after) -> None:
+    table = Table(title="production, the same questions and users")
+    for column in ("config", "answers with every fact", "negative feedback", "failed", "p95 latency"):
+        table.add_column(column, justify="left" if column == "config" else "right")
+    for label, s in ((f"v{before.config_version} (shipped)", before), (f"v{after.config_version} (promoted)", after)):
+        table.add_row(label, f"{s.correct}/{s.requests}", f"{s.negative_feedback_rate:.0%} ({s.thumbs_down} 👎)",
+                      str(s.failed), f"{s.p95_ms:.0f} ms")
+    console.print(table)
+    change = after.negative_feedback_rate - before.negative_feedback_rate
+    console.print(f"negative feedback {before.negative_feedback_rate:.0%} → {after.negative_feedback_rate:.0%} "
+                  f"({change * 100:+.0f} points)")
+
+
+def _finish(result: dict, console: Console, flag: str, started: float, thread_id: str | None) -> dict:
+    result["seconds"] = time.perf_counter() - started
+    thread = thread_id or "THREAD"
+    console.rule("[bold]Do it by hand")
+    console.print(Panel.fit(
+        f"graphtune tune --spec {WORKFLOW} \"{REQUEST}\"{flag}   # prompts approve / reject / edit / later\n"
+        f"graphtune tune --spec {WORKFLOW} \"{REQUEST}\" --no-input{flag}   # parks it; prints the thread id as JSON\n"
+        f"graphtune pending{flag}\n"
+        f"graphtune approve {thread} --comment \"looks right\"{flag}      # or: graphtune reject {thread}\n"
+        f"graphtune config history -w {WORKFLOW}{flag}\n"
+        f"graphtune traces stats --workflow {WORKFLOW} --backend {flag.removeprefix(' --db ')}",
+        title="the same loop from the CLI", border_style="dim"), highlight=False)
+    console.print(f"[dim]demo finished in {result['seconds']:.0f} s[/dim]")
+    return result

@@ -31,4 +31,5 @@ def chat_model(model: str | None = None, **kwargs: Any):
     settings: dict[str, Any] = {"model": name, "api_key": os.environ.get("OPENAI_API_KEY") or "not-needed"}
     if os.environ.get("OPENAI_BASE_URL"):
         settings["base_url"] = os.environ["OPENAI_BASE_URL"]
-    return ChatOpenAI(**settings, **kwargs)
+    settings.update(kwargs)  # explicit settings (base_url, temperature, ...) win over the environment
+    return ChatOpenAI(**settings)

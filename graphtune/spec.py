@@ -118,6 +118,40 @@ class Price(_Strict):
     output_per_1m: float = Field(ge=0)
 
 
+class BenchmarkSpec(_Strict):
+    """A finite grid over some tunables (numeric ones discretised) that benchmarks evaluate exhaustively.
+
+    Every grid path must be a tunable, every value must lie in its domain, and the grid must hold the
+    config's own value, so the current config is a grid point. Tunables outside the grid keep the
+    config's value. Used by ``benchmarks/tuning_efficiency.py``.
+    """
+
+    grid: dict[str, list[Any]] = Field(min_length=1, description="tunable path -> the values the grid takes")
+
+    @field_validator("grid")
+    @classmethod
+    def _values(cls, grid: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        for path, values in grid.items():
+            if not values:
+                raise ValueError(f"{path}: expected at least one value")
+            duplicates = [v for i, v in enumerate(values) if any(_same_value(v, w) for w in values[:i])]
+            if duplicates:
+                raise ValueError(f"{path}: duplicate value(s) {duplicates!r}")
+        return grid
+
+    def size(self) -> int:
+        """Grid points before constraints are applied."""
+        size = 1
+        for values in self.grid.values():
+            size *= len(values)
+        return size
+
+
+def _same_value(a: Any, b: Any) -> bool:
+    """Equal as config values: 1 == 1.0, but True is not 1."""
+    return isinstance(a, bool) == isinstance(b, bool) and a == b
+
+
 class WorkflowSpec(_Strict):
     workflow: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     description: str = ""
@@ -130,6 +164,7 @@ class WorkflowSpec(_Strict):
     guardrails: list[Guardrail] = Field(default_factory=list)
     observe: ObserveSpec = Field(default_factory=ObserveSpec)
     pricing: dict[str, Price] = Field(default_factory=dict, description="model name -> USD per 1M tokens")
+    benchmark: BenchmarkSpec | None = Field(None, description="A finite grid for the tuning-efficiency benchmark")
 
     path: Path | None = Field(None, exclude=True)
 
@@ -199,9 +234,33 @@ def parse_spec(raw: Any, path: Path | None = None) -> WorkflowSpec:
     ]:
         if metric not in available:
             problems.append(f"{name}: {metric!r} is not among evals.metrics {sorted(available)}")
+    if spec.benchmark is not None:
+        problems += _benchmark_problems(spec)
     if problems:
         raise SpecError(f"{where}: " + "; ".join(problems))
     return spec
+
+
+def _benchmark_problems(spec: WorkflowSpec) -> list[str]:
+    """Grid paths that are not tunables, grid values outside their domain, grids missing the config's value."""
+    from graphtune.tuning.configs import get_path, has_path
+
+    problems = []
+    space = spec.space
+    for path, values in spec.benchmark.grid.items():
+        where = f"benchmark.grid[{path!r}]"
+        if path not in spec.tunables:
+            rejection = space.check_value(path, None)
+            problems.append(f"{where}: {rejection.message if rejection else f'{path} is not a tunable'}")
+            continue
+        for index, value in enumerate(values):
+            rejection = space.check_value(path, value, model_available=True)
+            if rejection:
+                problems.append(f"{where}[{index}]: {rejection.message}")
+        if has_path(spec.config, path) and not any(_same_value(get_path(spec.config, path), v) for v in values):
+            problems.append(f"{where}: must include the config's own value {get_path(spec.config, path)!r}, "
+                            "so that the current config is a grid point")
+    return problems
 
 
 def _describe(error: dict) -> str:

@@ -120,3 +120,43 @@ def test_missing_file_lists_bundled_workflows(tmp_path):
 def test_parse_spec_without_file():
     with pytest.raises(SpecError, match=r"^spec: "):
         parse_spec({"workflow": "x"})
+
+
+# -- benchmark grid --------------------------------------------------------------------------------
+
+
+def test_benchmark_grid_loads_and_is_optional(tmp_path):
+    assert load_spec(write(tmp_path, GOOD)).benchmark is None
+    spec = load_spec(write(tmp_path, {**GOOD, "benchmark": {"grid": {"rag.top_k": [1, 4, 8]}}}))
+    assert spec.benchmark.grid == {"rag.top_k": [1, 4, 8]}
+    assert spec.benchmark.size() == 3
+
+
+def test_bundled_spec_grid_holds_its_config():
+    spec = load_spec("support_qa")
+    assert spec.benchmark is not None
+    for path, values in spec.benchmark.grid.items():
+        assert not spec.tunables[path].requires_model, path
+        assert spec.space.check_value(path, values[0]) is None
+
+
+def test_benchmark_grid_path_must_be_a_tunable(tmp_path):
+    message = error_of(tmp_path, {**GOOD, "benchmark": {"grid": {"rag.topk": [1, 4]}}})
+    assert "benchmark.grid['rag.topk']: rag.topk is not a tunable; did you mean rag.top_k?" in message
+
+
+def test_benchmark_grid_values_must_fit_the_domain(tmp_path):
+    message = error_of(tmp_path, {**GOOD, "benchmark": {"grid": {"rag.top_k": [4, 20, 2.5]}}})
+    assert "benchmark.grid['rag.top_k'][1]: rag.top_k: expected a value in [1, 10], got 20" in message
+    assert "benchmark.grid['rag.top_k'][2]: rag.top_k: expected an integer, got 2.5" in message
+
+
+def test_benchmark_grid_must_hold_the_config_value(tmp_path):
+    message = error_of(tmp_path, {**GOOD, "benchmark": {"grid": {"rag.top_k": [1, 2]}}})
+    assert "benchmark.grid['rag.top_k']: must include the config's own value 4" in message
+
+
+def test_benchmark_grid_rejects_empty_and_duplicate_values(tmp_path):
+    assert "expected at least one value" in error_of(tmp_path, {**GOOD, "benchmark": {"grid": {"rag.top_k": []}}})
+    assert "duplicate value(s) [4]" in error_of(tmp_path, {**GOOD, "benchmark": {"grid": {"rag.top_k": [4, 4]}}})
+    assert "benchmark.grid: " in error_of(tmp_path, {**GOOD, "benchmark": {"grid": {}}})

@@ -27,7 +27,7 @@ from graphtune.backends.traces import DEFAULT_DATABASE_URL, UnknownBackendError
 from graphtune.tuning.configs import canonical_json, config_hash
 
 ACCEPTED_SCHEMES = ("sqlite:///FILE", "postgresql://...")
-Action = Literal["register", "promote", "rollback", "split", "clear_split"]
+Action = Literal["register", "promote", "rollback", "split", "clear_split", "reject"]
 
 
 class ConfigVersion(BaseModel):
@@ -162,6 +162,10 @@ class ConfigStore(ABC):
     @abstractmethod
     def history(self, workflow: str, limit: int = 50) -> list[ChangeLogEntry]:
         """Change-log entries, newest first."""
+
+    @abstractmethod
+    def record_rejection(self, workflow: str, version: int, *, actor: str, reason: str, evidence: str = "") -> ChangeLogEntry:
+        """Log that a person rejected ``version`` (a stored candidate); the active version is unchanged."""
 
     def ensure_active(self, workflow: str, config: dict, *, actor: str) -> ConfigVersion:
         """The active version; on a workflow's first use, ``config`` (the spec's) stored and made active.
@@ -327,6 +331,13 @@ class SqlConfigStore(ConfigStore):
                       {"cleared_split": json.loads(current), "revision": revision + 1})
 
     # -- change log ----------------------------------------------------------------------
+    def record_rejection(self, workflow, version, *, actor, reason, evidence=""):
+        with self._write() as ex:
+            active, _, _ = self._state(ex, workflow)
+            self._get(ex, workflow, version)
+            self._log(ex, workflow, time.time(), actor, "reject", version, active, reason, evidence, {})
+        return self.history(workflow, limit=1)[0]
+
     def history(self, workflow, limit=50):
         with self._read() as ex:
             rows = ex(

@@ -2,32 +2,36 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
 from graphtune.backends.traces import UnknownBackendError
-from graphtune.cli.common import BackendOpt, console, fail
+from graphtune.cli.common import console, fail
 from graphtune.cli.config import config_app
 from graphtune.cli.evals import register as register_evals
 from graphtune.cli.traces import traces_app
+from graphtune.cli.tune import register as register_tune
 
 app = typer.Typer(help="graphtune: record, observe and tune LangGraph workflows.", no_args_is_help=True, add_completion=False)
 app.add_typer(traces_app, name="traces")
 register_evals(app)
+register_tune(app)
 app.add_typer(config_app, name="config")
 
 
 @app.command()
 def demo(
-    requests: Annotated[int, typer.Option(help="Simulated production requests.")] = 60,
-    backend: BackendOpt = None,
+    requests: Annotated[int, typer.Option(help="Simulated production requests before (and after) tuning.")] = 150,
+    db: Annotated[Optional[str], typer.Option("--db", help="Database URL (sqlite:///FILE, postgresql://...). Default: a fresh .graphtune/demo.db, reset at every run.")] = None,
+    limit: Annotated[int, typer.Option(help="Eval examples per candidate (the eval set has 288).")] = 96,
+    no_approve: Annotated[bool, typer.Option("--no-approve", help="Stop at approval: print the thread id and the approve command.")] = False,
 ):
-    """Record simulated production traffic of an example workflow, then show its hot spots and a trace."""
+    """The whole loop on support_qa, offline: production traffic, observe, propose, evaluate, approve, promote."""
     from graphtune.demo import run_demo
 
     try:
-        run_demo(requests=requests, backend=backend, console=console)
+        run_demo(requests=requests, db=db, limit=limit, approve=not no_approve, console=console)
     except UnknownBackendError as exc:
         raise fail(str(exc)) from None
 

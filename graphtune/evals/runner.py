@@ -9,11 +9,17 @@ where it stopped. A failing example is an error result, never the end of the run
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import heapq
+import itertools
 import time
 import uuid
-from typing import Any, Callable
+from collections.abc import Mapping
+from contextlib import asynccontextmanager
+from typing import Any, Callable, Literal, Union
 
 from langchain_core.callbacks import UsageMetadataCallbackHandler
+from langchain_core.runnables.config import var_child_runnable_config
 from pydantic import BaseModel, Field
 
 from graphtune.backends.eval_cache import CacheKey, EvalCache
@@ -88,8 +94,83 @@ def price(spec: WorkflowSpec, usage: dict[str, dict]) -> float:
     return total
 
 
+Reference = Union["EvalReport", Mapping[str, float], Callable[[], Mapping[str, float]]]
+"""What losers are stopped against: a finished report, per-example scores, or a function returning
+the scores known so far (a reference evaluated at the same time, in parallel)."""
+
+
+def reference_scores(reference: Reference, metric: str) -> Mapping[str, float]:
+    if isinstance(reference, EvalReport):
+        return reference.scores_by_example(metric)
+    if callable(reference):
+        return reference()
+    return reference
+
+
+def stop_reason(mine: Mapping[str, float], reference: Mapping[str, float], metric: str,
+                direction: Literal["maximize", "minimize"], what: str = "the baseline") -> str:
+    """Why a config should stop now (clearly worse than the reference on paired examples), or ""."""
+    sign = 1.0 if direction == "maximize" else -1.0
+    differences = [sign * (mine[i] - reference[i]) for i in mine.keys() & reference.keys()]
+    if clearly_worse(differences):
+        mean = sum(differences) / len(differences)
+        return f"clearly worse than {what} on {metric} after {len(differences)} paired examples (mean difference {sign * mean:+.3f})"
+    return ""
+
+
+def _detached(coroutine):
+    """Run as its own trace: called from inside a graph node (the controller's evaluate step),
+    LangChain would otherwise make every eval run a child of that node's run."""
+    context = contextvars.copy_context()
+    context.run(var_child_runnable_config.set, None)
+    return asyncio.get_running_loop().create_task(coroutine, context=context)
+
+
+class FairLimit:
+    """A concurrency limit that admits waiting runs by example position, not by arrival.
+
+    Several configs evaluated at once then advance in step (example 1 of each, then example 2, ...),
+    so a loser has paired examples against a reference running beside it from the start, and can
+    be stopped early. A plain FIFO semaphore would run whichever config queued first to the end.
+    """
+
+    def __init__(self, limit: int):
+        self._free = limit
+        self._waiting: list[tuple[int, int, asyncio.Future]] = []
+        self._arrivals = itertools.count()
+
+    async def acquire(self, position: int) -> None:
+        if self._free > 0 and not self._waiting:
+            self._free -= 1
+            return
+        future = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._waiting, (position, next(self._arrivals), future))
+        try:
+            await future
+        except asyncio.CancelledError:
+            if future.done() and not future.cancelled():  # granted, then cancelled: hand the slot on
+                self.release()
+            raise
+
+    def release(self) -> None:
+        while self._waiting:
+            _, _, future = heapq.heappop(self._waiting)
+            if not future.done():
+                future.set_result(None)
+                return
+        self._free += 1
+
+    @asynccontextmanager
+    async def slot(self, position: int):
+        await self.acquire(position)
+        try:
+            yield
+        finally:
+            self.release()
+
+
 class EvalRunner:
-    """Runs configs of one spec; share one runner (and its semaphore) across parallel candidates."""
+    """Runs configs of one spec; share one runner (and its concurrency limit) across parallel candidates."""
 
     def __init__(
         self,
@@ -99,25 +180,25 @@ class EvalRunner:
         cache: EvalCache | None = None,
         concurrency: int | None = None,
         judge_model=None,
-        semaphore: asyncio.Semaphore | None = None,
+        limit: FairLimit | None = None,
     ):
         self.spec = spec
         self.recorder = recorder
         self.cache = cache
         self.concurrency = concurrency or spec.evals.concurrency
-        self._shared_semaphore = semaphore
-        self._semaphore: tuple[asyncio.AbstractEventLoop, asyncio.Semaphore] | None = None
+        self._shared_limit = limit
+        self._limit: tuple[asyncio.AbstractEventLoop, FairLimit] | None = None
         self.judge_model = judge_model
 
     @property
-    def semaphore(self) -> asyncio.Semaphore:
+    def limit(self) -> FairLimit:
         """The concurrency limit: the shared one if given, else one per event loop (asyncio.run makes a new loop)."""
-        if self._shared_semaphore is not None:
-            return self._shared_semaphore
+        if self._shared_limit is not None:
+            return self._shared_limit
         loop = asyncio.get_running_loop()
-        if self._semaphore is None or self._semaphore[0] is not loop:
-            self._semaphore = (loop, asyncio.Semaphore(self.concurrency))
-        return self._semaphore[1]
+        if self._limit is None or self._limit[0] is not loop:
+            self._limit = (loop, FairLimit(self.concurrency))
+        return self._limit[1]
 
     async def run(
         self,
@@ -127,10 +208,14 @@ class EvalRunner:
         config_version: int | None = None,
         variant: str | None = None,
         limit: int | None = None,
-        baseline: EvalReport | None = None,
+        baseline: Reference | None = None,
         check_every: int = 20,
         on_result: Callable[[ExampleResult], None] | None = None,
+        stop_on: tuple[str, Literal["maximize", "minimize"]] | None = None,
+        reference_name: str = "the baseline",
     ) -> EvalReport:
+        """Evaluate ``config``; with ``baseline``, stop early once clearly worse than it on ``stop_on``
+        (metric, direction; default the spec's objective), checked every ``check_every`` fresh results."""
         spec = self.spec
         config = spec.config if config is None else config
         dataset = dataset or await asyncio.to_thread(load_dataset, spec.dataset_path(), spec.evals.datasets[0].name)
@@ -148,8 +233,9 @@ class EvalRunner:
         pending = [e for e in examples if e.id not in results]
 
         graph = await asyncio.to_thread(spec.build_graph, config) if pending else None
-        stop_reason = ""
-        tasks = {asyncio.ensure_future(self._run_one(graph, example, config_version, variant)): example for example in pending}
+        stopped = ""
+        tasks = {asyncio.ensure_future(self._run_one(graph, example, position, config_version, variant)): example
+                 for position, example in enumerate(pending)}
         fresh = 0
         try:
             for finished in asyncio.as_completed(tasks):
@@ -160,9 +246,9 @@ class EvalRunner:
                     await asyncio.to_thread(self.cache.put, key, result.example_id, result.model_dump(exclude={"cached"}))
                 if on_result:
                     on_result(result)
-                if baseline is not None and fresh % check_every == 0:
-                    stop_reason = self._stop_reason(results, baseline)
-                    if stop_reason:
+                if baseline is not None and fresh % check_every == 0 and len(results) < len(examples):
+                    stopped = self._stop_reason(results, baseline, stop_on, reference_name)
+                    if stopped:
                         break
         finally:
             for task in tasks:
@@ -177,22 +263,16 @@ class EvalRunner:
         return EvalReport(
             workflow=spec.workflow, dataset=dataset.name, dataset_hash=dataset.hash, config_hash=key.config_hash,
             config_version=config_version, results=ordered, summary=summary, examples_total=len(examples),
-            cached=len(cached), stopped_early=bool(stop_reason), stop_reason=stop_reason,
+            cached=len(cached), stopped_early=bool(stopped), stop_reason=stopped,
             wall_s=time.perf_counter() - started,
         )
 
-    def _stop_reason(self, results: dict[str, ExampleResult], baseline: EvalReport) -> str:
-        objective = self.spec.objective
-        sign = 1.0 if objective.direction == "maximize" else -1.0
-        base = baseline.scores_by_example(objective.metric)
-        mine = {i: r.scores[objective.metric] for i, r in results.items() if r.scores.get(objective.metric) is not None}
-        differences = [sign * (mine[i] - base[i]) for i in mine.keys() & base.keys()]
-        if clearly_worse(differences):
-            mean = sum(differences) / len(differences)
-            return f"clearly worse than the baseline on {objective.metric} after {len(differences)} paired examples (mean difference {sign * mean:+.3f})"
-        return ""
+    def _stop_reason(self, results: dict[str, ExampleResult], baseline: Reference, stop_on, what: str) -> str:
+        metric, direction = stop_on or (self.spec.objective.metric, self.spec.objective.direction)
+        mine = {i: r.scores[metric] for i, r in results.items() if r.scores.get(metric) is not None}
+        return stop_reason(mine, reference_scores(baseline, metric), metric, direction, what)
 
-    async def _run_one(self, graph, example: Example, config_version: int | None, variant: str | None) -> ExampleResult:
+    async def _run_one(self, graph, example: Example, position: int, config_version: int | None, variant: str | None) -> ExampleResult:
         from graphtune.tracing.recorder import run_tags
 
         spec = self.spec
@@ -206,12 +286,12 @@ class EvalRunner:
                          "graphtune_example_id": example.id},
             "configurable": {"thread_id": f"eval-{example.id}-{run_id.hex[:8]}"},
         }
-        async with self.semaphore:
+        async with self.limit.slot(position):
             started = time.perf_counter()
             error = None
             state: Any = None
             try:
-                state = await asyncio.wait_for(graph.ainvoke(dict(example.inputs), run_config), spec.evals.timeout_s)
+                state = await asyncio.wait_for(_detached(graph.ainvoke(dict(example.inputs), run_config)), spec.evals.timeout_s)
             except asyncio.TimeoutError:
                 error = f"TimeoutError: no result within {spec.evals.timeout_s:g} s"
             except Exception as exc:  # a failing example is a result, not the end of the run

@@ -69,3 +69,45 @@ def clearly_worse(differences: list[float], *, alpha: float = 0.01, min_pairs: i
         return mean < 0
     upper = mean + scipy_stats.t.ppf(1 - alpha, n - 1) * spread / math.sqrt(n)
     return upper < 0
+
+
+def paired_mean_ci(differences: list[float], confidence: float = 0.95) -> tuple[float, float | None, float | None]:
+    """Mean of paired differences with a t interval; ``(mean, None, None)`` below two pairs.
+
+    Pairing (same example, two configs) removes the example-to-example spread, so a small change
+    shows up on a dataset where two unpaired means would overlap.
+    """
+    n = len(differences)
+    if n == 0:
+        raise ValueError("paired_mean_ci needs at least one difference")
+    mean = sum(differences) / n
+    if n < 2:
+        return mean, None, None
+    spread = statistics.stdev(differences)
+    half = float(scipy_stats.t.ppf((1 + confidence) / 2, n - 1)) * spread / math.sqrt(n)
+    return mean, mean - half, mean + half
+
+
+def paired_quantile_diff_ci(
+    baseline: list[float], candidate: list[float], q: float, confidence: float = 0.95,
+    n_resamples: int = 1000, seed: int = 0,
+) -> tuple[float, float | None, float | None]:
+    """Difference of a quantile (candidate - baseline) over paired examples, with a percentile bootstrap CI.
+
+    Quantiles have no simple standard error, so examples are resampled in pairs; the seed is fixed
+    so the same reports always give the same interval (decisions and reports must be reproducible).
+    """
+    import numpy as np
+
+    if len(baseline) != len(candidate) or not baseline:
+        raise ValueError("paired_quantile_diff_ci needs two equally long, non-empty lists")
+    base, cand = np.asarray(baseline, dtype=float), np.asarray(candidate, dtype=float)
+    point = float(np.quantile(cand, q) - np.quantile(base, q))
+    if len(base) < 2:
+        return point, None, None
+    result = scipy_stats.bootstrap(
+        (base, cand), lambda b, c, axis: np.quantile(c, q, axis=axis) - np.quantile(b, q, axis=axis),
+        paired=True, vectorized=True, confidence_level=confidence, n_resamples=n_resamples,
+        method="percentile", rng=np.random.default_rng(seed),
+    )
+    return point, float(result.confidence_interval.low), float(result.confidence_interval.high)

@@ -8,6 +8,7 @@ pipeline's bounded queue. Building events, serialization and redaction happen on
 from __future__ import annotations
 
 import time
+import threading
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -205,15 +206,25 @@ def trace(graph, *, workflow: str | None = None, recorder: TrajectoryRecorder | 
     return graph.with_config(callbacks=[recorder], metadata=metadata)
 
 
-_default: TrajectoryRecorder | None = None
+_by_url: dict[str, TrajectoryRecorder] = {}
+_by_url_lock = threading.Lock()
+
+
+def recorder_for(url: str | None = None) -> TrajectoryRecorder:
+    """One recorder per process and trace store URL (default: the one the environment names)."""
+    from graphtune.backends.traces import traces_url_from_env
+
+    url = url or traces_url_from_env()
+    with _by_url_lock:
+        recorder = _by_url.get(url)
+        if recorder is None or recorder.pipeline._closed:
+            recorder = _by_url[url] = TrajectoryRecorder(url)
+        return recorder
 
 
 def default_recorder() -> TrajectoryRecorder:
-    """One recorder per process, writing to the store the environment names."""
-    global _default
-    if _default is None or _default.pipeline._closed:
-        _default = TrajectoryRecorder()
-    return _default
+    """The process's recorder for the store the environment names (read at each call)."""
+    return recorder_for(None)
 
 
 def find_recorder(config: dict | None) -> tuple[TrajectoryRecorder | None, uuid.UUID | None]:

@@ -106,6 +106,26 @@ class SearchSpace(BaseModel):
         """The tunables a proposer may change now (model-only knobs drop out offline)."""
         return {p: d for p, d in self.tunables.items() if model_available or not d.requires_model}
 
+    def restricted(self, scope: list[str]) -> SearchSpace:
+        """The part of the space a tuning request may change: tunables matching ``scope``.
+
+        Scope entries are paths or prefixes: ``rag``, ``rag.*`` and ``rag.top_k`` all match
+        ``rag.top_k``; an empty scope is the whole space. A constraint is dropped only when none of
+        its paths is in scope: one that touches the scope still binds, because the out-of-scope
+        paths keep their current values and a candidate must not break the rule through them.
+        """
+        prefixes = [s.strip().removesuffix("*").removesuffix(".") for s in scope]
+        prefixes = [p for p in prefixes if p]
+        if not prefixes:
+            return self.model_copy(deep=True)
+
+        def in_scope(path: str) -> bool:
+            return any(path == p or path.startswith(p + ".") for p in prefixes)
+
+        tunables = {p: d for p, d in self.tunables.items() if in_scope(p)}
+        constraints = [c for c in self.constraints if any(p in tunables for p in c.paths)]
+        return SearchSpace(tunables=tunables, constraints=constraints).model_copy(deep=True)
+
     def check_value(self, path: str, value: Any, *, model_available: bool = True) -> Rejection | None:
         domain = self.tunables.get(path)
         if domain is None:

@@ -301,3 +301,16 @@ def test_shares_the_database_with_the_trace_store(url):
 
     with open_trace_store(url), open_config_store(url) as store:
         assert put(store, BASE).version == 1
+
+
+def test_a_rejection_is_logged_and_changes_nothing(store):
+    v1 = put(store, variant(1))
+    store.promote("wf", v1.version, expected_active=None, actor="a", reason="init")
+    v2 = put(store, variant(2))
+    entry = store.record_rejection("wf", v2.version, actor="dana", reason="latency risk", evidence="thread t1")
+    assert (entry.action, entry.version, entry.from_version, entry.actor) == ("reject", v2.version, v1.version, "dana")
+    assert entry.reason == "latency risk" and entry.evidence == "thread t1"
+    assert store.active("wf").version == v1.version
+    assert store.history("wf")[0] == entry
+    with pytest.raises(UnknownVersionError):
+        store.record_rejection("wf", 99, actor="dana", reason="?")

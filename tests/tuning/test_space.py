@@ -117,3 +117,31 @@ def test_hash_ignores_key_order_and_diff_reports_added_and_removed_leaves():
     assert config_diff(CONFIG, changed) == [("rag.new_knob", None, 1)]
     assert get_path(changed, "rag.new_knob") == 1
     assert apply_mutations(CONFIG, []) == CONFIG
+
+
+@pytest.mark.parametrize("scope, expected", [
+    ([], set(SPACE.tunables)),
+    (["rag"], {"rag.top_k", "rag.rerank"}),
+    (["rag.*"], {"rag.top_k", "rag.rerank"}),
+    (["rag.top_k", "llm"], {"rag.top_k", "llm.temperature", "llm.max_tokens"}),
+    (["ra"], set()),  # a prefix matches whole path segments only
+    (["*"], set(SPACE.tunables)),
+])
+def test_restricted_keeps_the_tunables_in_scope(scope, expected):
+    assert set(SPACE.restricted(scope).tunables) == expected
+
+
+def test_restricted_keeps_constraints_that_touch_the_scope():
+    assert SPACE.restricted(["rag"]).constraints == []
+    nodes = SPACE.restricted(["nodes.qa_agent.enabled"])
+    assert len(nodes.constraints) == 1
+    # the out-of-scope half of the rule keeps its value, so turning the only answer node off is refused
+    rejections = check_candidate(nodes, CONFIG, candidate(nodes__qa_agent__enabled=False))
+    assert codes(rejections) == ["constraint"]
+    assert codes(nodes.restricted([]).check_config(CONFIG)) == []
+
+
+def test_restricted_refuses_paths_outside_the_scope_and_leaves_the_space_alone():
+    rag = SPACE.restricted(["rag"])
+    assert codes(check_candidate(rag, CONFIG, candidate(llm__max_tokens=64))) == ["unknown_path"]
+    assert "llm.max_tokens" in SPACE.tunables

@@ -1,0 +1,40 @@
+"""Checkpointers for the controller when graphtune runs it (CLI, demo): SQLite by default, Postgres by URL.
+
+Graphs served by ``langgraph dev`` / the LangGraph server get the server's checkpointer instead;
+they are exported without one. The same URL that holds traces and configs holds the checkpoints
+(``GRAPHTUNE_DATABASE_URL``), so a thread parked at approval survives the process that started it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from langgraph.checkpoint.base import BaseCheckpointSaver
+
+from graphtune.backends.configs import database_url_from_env
+from graphtune.backends.traces import path_from_url
+
+
+@asynccontextmanager
+async def open_checkpointer(url: str | None = None) -> AsyncIterator[BaseCheckpointSaver]:
+    """An async checkpointer for ``url`` (``sqlite:///file.db`` or ``postgresql://...``), schema set up."""
+    url = url or database_url_from_env()
+    if url.startswith("sqlite://"):
+        from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+
+        path = path_from_url(url, "sqlite")
+        if path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        async with AsyncSqliteSaver.from_conn_string(path) as saver:
+            await saver.setup()
+            yield saver
+    elif url.startswith(("postgresql://", "postgres://")):
+        from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+
+        async with AsyncPostgresSaver.from_conn_string(url) as saver:
+            await saver.setup()
+            yield saver
+    else:
+        raise ValueError(f"checkpoints need a sqlite:/// or postgresql:// URL, got {url!r}")

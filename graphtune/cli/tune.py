@@ -1,0 +1,180 @@
+"""``graphtune tune | pending | approve | reject``: run the controller locally and answer its approvals.
+
+Threads are checkpointed in the database (``--db`` / ``GRAPHTUNE_DATABASE_URL``; SQLite by default,
+Postgres by URL), so ``tune --no-input`` can park a proposal that ``approve`` resumes later from
+any process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import os
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.markdown import Markdown
+
+from graphtune.cli.common import JsonOpt, console, fail, print_json
+from graphtune.graphs.context import ControllerContext
+from graphtune.graphs.local_controller import LocalController, RunResult
+
+DbOpt = Annotated[Optional[str], typer.Option("--db", help="Database URL for checkpoints, configs, traces and the eval cache. Default: GRAPHTUNE_DATABASE_URL or sqlite:///.graphtune/graphtune.db")]
+AsOpt = Annotated[Optional[str], typer.Option("--as", help="Who approves (default: the OS user).")]
+CommentOpt = Annotated[str, typer.Option("--comment", "-m", help="Why; kept in the change log.")]
+QUIET_NODES = {"record", "record_progress"}
+
+
+def _use_db(db: str | None) -> None:
+    """One URL for everything this process touches, the recorder included."""
+    if db:
+        os.environ["GRAPHTUNE_DATABASE_URL"] = db
+
+
+def _actor(who: str | None) -> str:
+    if who:
+        return who
+    try:
+        return getpass.getuser()
+    except Exception:  # no login name (containers): still someone
+        return "unknown"
+
+
+def _spec_ref(spec: str | None) -> str | None:
+    """A spec file becomes an absolute path, so a later approve from another directory finds it."""
+    if spec and Path(spec).exists():
+        return str(Path(spec).resolve())
+    return spec
+
+
+def _progress(node: str, message: Any) -> None:
+    if node in QUIET_NODES or getattr(message, "type", "") != "ai":
+        return
+    if node == "report":
+        console.print(Markdown(str(message.content)))
+    else:
+        console.print(f"[dim]{node}[/dim]  {message.content}")
+
+
+def _controller(as_json: bool, **context: Any) -> LocalController:
+    ctx = ControllerContext(**{k: v for k, v in context.items() if v is not None})
+    return LocalController(context=ctx, on_message=None if as_json else _progress)
+
+
+def _summary(result: RunResult) -> dict:
+    pending = result.pending
+    out: dict[str, Any] = {"thread_id": result.thread_id, "status": "pending_approval" if pending else "done"}
+    if pending:
+        out.update(workflow=pending["workflow"], candidate_id=pending["candidate_id"], report=pending["report"],
+                   resume_with=f"graphtune approve {result.thread_id}  |  graphtune reject {result.thread_id}")
+    if result.outcome:
+        out["outcome"] = result.outcome
+    return out
+
+
+def _show_outcome(result: RunResult) -> None:
+    outcome = result.outcome or {}
+    style = {"promoted": "green", "rejected": "yellow", "no_change": "yellow"}.get(outcome.get("status"), "red")
+    if outcome:
+        console.print(f"[{style}]{outcome.get('status')}[/{style}]: {outcome.get('message')}")
+
+
+def _ask(controller: LocalController, result: RunResult, actor: str) -> RunResult:
+    """The interactive approval prompt; 'later' leaves the thread parked."""
+    while result.pending:
+        if result.pending.get("error"):
+            console.print(f"[red]{result.pending['error']}[/red]")
+        choice = typer.prompt("approve / reject / edit / later", default="later").strip().lower()
+        if choice == "later":
+            console.print(f"Parked. Resume with: graphtune approve {result.thread_id}  (or reject)")
+            return result
+        answer: dict[str, Any] = {"action": choice, "actor": actor}
+        if choice == "edit":
+            changes = typer.prompt("changes as path=value, comma separated (values are YAML)")
+            answer["mutations"] = _parse_changes(changes)
+        answer["comment"] = typer.prompt("comment", default="")
+        result = asyncio.run(controller.resume(result.thread_id, answer))
+    return result
+
+
+def _parse_changes(text: str) -> list[dict]:
+    import yaml
+
+    mutations = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        path, sep, value = part.partition("=")
+        if not sep:
+            raise typer.BadParameter(f"expected path=value, got {part!r}")
+        mutations.append({"path": path.strip(), "value": yaml.safe_load(value)})
+    return mutations
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def tune(
+        request: Annotated[str, typer.Argument(help='What you want, e.g. "support_qa is too slow; cut latency 20% without losing accuracy".')] = "",
+        spec: Annotated[Optional[str], typer.Option("--spec", help="Workflow spec file or bundled name (support_qa).")] = None,
+        no_input: Annotated[bool, typer.Option("--no-input", help="Do not prompt: print the pending proposal and thread id as JSON and exit.")] = False,
+        who: AsOpt = None,
+        thread: Annotated[Optional[str], typer.Option("--thread", help="Thread id (default: a new one).")] = None,
+        batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Candidates per round.")] = None,
+        eval_limit: Annotated[Optional[int], typer.Option("--limit", help="Examples per candidate (default: all).")] = None,
+        concurrency: Annotated[Optional[int], typer.Option("--concurrency", help="Parallel example runs, shared by all candidates.")] = None,
+        seed: Annotated[Optional[int], typer.Option("--seed", help="Search seed.")] = None,
+        window: Annotated[Optional[str], typer.Option("--window", help="Production window to observe, e.g. 24h.")] = None,
+        db: DbOpt = None,
+    ):
+        """Tune a workflow: observe, propose, evaluate, then stop at approval."""
+        _use_db(db)
+        if not request and not spec:
+            raise fail('say what to tune: graphtune tune "support_qa is too slow" or --spec FILE')
+        controller = _controller(no_input, batch_size=batch_size, eval_limit=eval_limit, concurrency=concurrency,
+                                 seed=seed, observe_window=window)
+        result = asyncio.run(controller.start(request, spec=_spec_ref(spec), thread_id=thread))
+        if no_input:
+            print_json(_summary(result))
+            return
+        console.print(f"thread [cyan]{result.thread_id}[/cyan]")
+        if result.pending:
+            result = _ask(controller, result, _actor(who))
+        _show_outcome(result)
+
+    @app.command()
+    def pending(db: DbOpt = None, as_json: JsonOpt = False):
+        """List tuning threads waiting for approval."""
+        _use_db(db)
+        threads = asyncio.run(_controller(True).pending())
+        if as_json:
+            print_json([t.__dict__ for t in threads])
+            return
+        if not threads:
+            console.print("No tuning run is waiting for approval.")
+        for t in threads:
+            console.print(f"[cyan]{t.thread_id}[/cyan]  {t.workflow}  candidate {t.candidate_id}  {t.created_at or ''}  {t.request}")
+
+    def _answer(thread: str, action: str, comment: str, who: str | None, db: str | None, as_json: bool) -> None:
+        _use_db(db)
+        controller = _controller(as_json)
+        try:
+            result = asyncio.run(controller.resume(thread, {"action": action, "actor": _actor(who), "comment": comment}))
+        except LookupError as error:
+            raise fail(str(error)) from None
+        if as_json:
+            print_json(_summary(result))
+        elif result.pending:  # the answer was refused: still at approval
+            raise fail(result.pending.get("error") or "still waiting for approval")
+        else:
+            _show_outcome(result)
+        if result.pending or (result.outcome or {}).get("status") in ("conflict", "failed"):
+            raise typer.Exit(1)
+
+    @app.command()
+    def approve(thread: str, comment: CommentOpt = "", who: AsOpt = None, db: DbOpt = None, as_json: JsonOpt = False):
+        """Approve the proposal of a tuning thread: promote it (compare-and-set)."""
+        _answer(thread, "approve", comment, who, db, as_json)
+
+    @app.command()
+    def reject(thread: str, comment: CommentOpt = "", who: AsOpt = None, db: DbOpt = None, as_json: JsonOpt = False):
+        """Reject the proposal of a tuning thread; the active config stays."""
+        _answer(thread, "reject", comment, who, db, as_json)

@@ -1,0 +1,94 @@
+"""Runtime settings of the controller (``context_schema``): where things are stored, which model, how hard to search.
+
+Nothing here is state: the run's results live in ``ControllerState``. Every field has a default
+from the environment, so ``langgraph dev`` and the CLI need no arguments; the LangGraph server's
+``context=`` and the CLI's options override them per run.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+
+def current_thread_id() -> str:
+    """The LangGraph thread of the running node ("" outside a thread)."""
+    from langgraph.config import get_config
+
+    try:
+        return str(get_config().get("configurable", {}).get("thread_id") or "")
+    except RuntimeError:
+        return ""
+
+
+def _env(name: str) -> str | None:
+    return os.environ.get(name) or None
+
+
+@dataclass
+class ControllerContext:
+    # storage (DESIGN.md: one URL holds everything; traces may live elsewhere)
+    database_url: str | None = field(default_factory=lambda: _env("GRAPHTUNE_DATABASE_URL"))
+    traces_url: str | None = field(default_factory=lambda: _env("GRAPHTUNE_TRACES_URL"))
+    # specs: name -> spec file, beside the bundled ones; a request may also name a spec file directly
+    specs: dict[str, str] = field(default_factory=dict)
+    # the controller's own model (intake, proposer, judge); None = GRAPHTUNE_MODEL, and offline when unset
+    model: str | None = field(default_factory=lambda: _env("GRAPHTUNE_MODEL"))
+    base_url: str | None = field(default_factory=lambda: _env("OPENAI_BASE_URL"))
+    temperature: float = 0.2
+    # search
+    batch_size: int = 4
+    max_proposal_retries: int = 2
+    eval_limit: int | None = None  # examples per candidate; None = the whole dataset
+    concurrency: int | None = None  # one limit shared by every parallel eval; None = the spec's
+    check_every: int = 10  # early-stopping check after this many fresh results
+    seed: int = 0
+    observe_window: str | None = None  # None = the spec's observe.window
+    # tests and benchmarks plug in here; the product leaves them unset
+    chat_model_factory: Callable[[], Any] | None = None  # builds the controller's chat model
+    runner_factory: Callable[..., Any] | None = None  # builds an EvalRunner-compatible object for a spec
+
+    def has_model(self) -> bool:
+        return self.chat_model_factory is not None or bool(self.model)
+
+    def build_chat_model(self):
+        """The controller's chat model, built lazily inside a node (never at import)."""
+        if self.chat_model_factory is not None:
+            return self.chat_model_factory()
+        from graphtune.llm import chat_model
+
+        kwargs: dict[str, Any] = {"temperature": self.temperature}
+        if self.base_url:
+            kwargs["base_url"] = self.base_url
+        return chat_model(self.model, **kwargs)
+
+    # -- stores, opened per use; call these through asyncio.to_thread from async nodes ---------
+    def resolved_traces_url(self) -> str:
+        from graphtune.backends.traces import traces_url_from_env
+
+        return self.traces_url or self.database_url or traces_url_from_env()
+
+    def resolved_database_url(self) -> str:
+        from graphtune.backends.configs import database_url_from_env
+
+        return self.database_url or database_url_from_env()
+
+    def trace_store(self):
+        from graphtune.backends.traces import open_trace_store
+
+        return open_trace_store(self.resolved_traces_url())
+
+    def config_store(self):
+        from graphtune.backends.configs import open_config_store
+
+        return open_config_store(self.resolved_database_url())
+
+    def eval_cache(self):
+        from graphtune.backends.eval_cache import open_eval_cache
+
+        return open_eval_cache(self.resolved_database_url())
+
+    def spec_source(self, name_or_path: str) -> str:
+        """A spec name registered in ``specs`` resolves to its file; anything else is passed to load_spec."""
+        return self.specs.get(name_or_path, name_or_path)

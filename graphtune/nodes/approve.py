@@ -1,0 +1,130 @@
+"""report and approve: show a person the evidence, then wait for their decision (an ``interrupt()``).
+
+``report`` writes the approval report into the state and the chat before the pause, so Studio,
+``graphtune pending`` and the trace store all see it. ``approve`` holds only the interrupt: on resume
+it runs again from the top, and everything before ``interrupt()`` is a pure read of the state.
+
+The resume value is validated. Anything invalid keeps the thread at approval with the error in the
+next interrupt's payload; an edit is checked against the search space and goes back to evaluate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Literal
+
+from langchain_core.messages import AIMessage
+from langgraph.runtime import Runtime
+from langgraph.types import Command, Send, interrupt
+from pydantic import BaseModel, ValidationError
+
+from graphtune.graphs.context import ControllerContext, current_thread_id
+from graphtune.graphs.state import Approval, CandidateRecord, ControllerState, EvalTask
+from graphtune.llm import model_available
+from graphtune.spec import load_spec
+from graphtune.tuning.configs import config_hash
+from graphtune.tuning.decision import Decision
+from graphtune.tuning.mutations import Candidate, apply_mutations, check_candidate
+from graphtune.tuning.report import ApprovalReport, build_report, format_report
+from graphtune.tuning.request import TuningRequest
+
+ACTIONS = ("approve", "reject", "edit")
+RESUME_HELP = ('resume with {"action": "approve" | "reject" | "edit", "actor": "<who>", "comment": "...", '
+               '"mutations": [{"path": "...", "value": ...}] (edit only, relative to the baseline)}')
+
+
+class ApprovalRequest(BaseModel):
+    """The interrupt payload: what a client shows the approver."""
+
+    kind: Literal["approval"] = "approval"
+    workflow: str
+    candidate_id: str
+    actions: list[str] = list(ACTIONS)
+    resume_format: str = RESUME_HELP
+    report: dict[str, Any]
+    markdown: str
+    error: str | None = None
+
+
+def parse_approval(value: Any) -> Approval:
+    """The resume value as an ``Approval``; ``ValueError`` with what was expected otherwise."""
+    if isinstance(value, str):
+        value = {"action": value.strip().lower()}
+    if isinstance(value, dict) and not value.get("actor"):
+        value = {**value, "actor": "anonymous"}
+    try:
+        approval = Approval.model_validate(value)
+    except ValidationError as error:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'value'}: {e['msg']}" for e in error.errors())
+        raise ValueError(f"invalid approval {value!r}: {problems}. Expected: {RESUME_HELP}") from None
+    if approval.action == "edit" and not approval.mutations:
+        raise ValueError(f"an edit needs mutations. Expected: {RESUME_HELP}")
+    return approval
+
+
+def reported_candidate(state: ControllerState) -> str | None:
+    """The edited candidate once evaluated after an edit, else the decision's recommendation."""
+    approval = state.get("approval") or {}
+    if approval.get("action") == "edit" and approval.get("candidate_id"):
+        edited = next((c for c in state.get("candidates", []) if c["id"] == approval["candidate_id"]), None)
+        if edited and edited["config_hash"] in state.get("evals", {}):
+            return edited["id"]
+    return (state.get("decision") or {}).get("best_candidate_id")
+
+
+def report(state: ControllerState, runtime: Runtime[ControllerContext]) -> dict:
+    decision = Decision.model_validate(state["decision"])
+    approval_report = build_report(state, decision, reported_candidate(state))
+    text = format_report(approval_report)
+    return {"report": approval_report.model_dump(mode="json"), "approval_error": None,
+            "messages": [AIMessage(text + "\n\nWaiting for approval: approve, reject, or edit.", name="report")]}
+
+
+async def approve(state: ControllerState, runtime: Runtime[ControllerContext]) -> Command:
+    saved = state["report"]
+    candidate_id = saved["candidate"]["id"]
+    payload = ApprovalRequest(workflow=saved["workflow"], candidate_id=candidate_id, report=saved,
+                              markdown=format_report_dict(saved), error=state.get("approval_error"))
+    answer = interrupt(payload.model_dump(mode="json"))
+
+    try:
+        approval = parse_approval(answer)
+        if approval.action == "edit":
+            return await _edit(state, runtime.context or ControllerContext(), approval)
+    except ValueError as error:
+        return Command(goto="approve", update={
+            "approval_error": str(error),
+            "messages": [AIMessage(f"That answer was not understood: {error}", name="approve")]})
+    approval = approval.model_copy(update={"candidate_id": approval.candidate_id or candidate_id})
+    said = f"{approval.actor} chose to {approval.action} {approval.candidate_id}" + (f": {approval.comment}" if approval.comment else "")
+    return Command(goto="promote", update={"approval": approval.model_dump(mode="json"), "approval_error": None,
+                                           "messages": [AIMessage(said + ".", name="approve")]})
+
+
+def format_report_dict(saved: dict) -> str:
+    return format_report(ApprovalReport.model_validate(saved))
+
+
+async def _edit(state: ControllerState, ctx: ControllerContext, approval: Approval) -> Command:
+    spec = await asyncio.to_thread(load_spec, ctx.spec_source(state["spec"]))
+    baseline = state["baseline"]
+    candidate = Candidate(mutations=approval.mutations, rationale=approval.comment or f"edited by {approval.actor}", proposer="human")
+    rejections = check_candidate(spec.space, baseline["config"], candidate, model_available=model_available())
+    if rejections:
+        raise ValueError("the edited candidate is not valid: " + "; ".join(r.message for r in rejections))
+    config = apply_mutations(baseline["config"], candidate.mutations)
+    digest = config_hash(config)
+    known = next((c for c in state.get("candidates", []) if c["config_hash"] == digest), None)
+    edits = sum(1 for c in state.get("candidates", []) if c["id"].startswith("e"))
+    record = CandidateRecord.model_validate(known) if known else CandidateRecord(
+        id=f"e{edits + 1}", round=state.get("round", 0), proposer="human", mutations=candidate.mutations,
+        rationale=candidate.rationale, config=config, config_hash=digest)
+    goal = TuningRequest.model_validate(state["request"]).goal
+    approval = approval.model_copy(update={"candidate_id": record.id})
+    update = {"approval": approval.model_dump(mode="json"), "approval_error": None,
+              "messages": [AIMessage(f"{approval.actor} edited the candidate: {candidate.describe()}. Evaluating {record.id}.", name="approve")]}
+    if known is None:
+        update["candidates"] = [record.model_dump(mode="json")]
+    task = EvalTask(candidate=record, workflow=spec.workflow, spec=state["spec"], thread_id=current_thread_id(),
+                    stop_metric=goal.metric, direction=goal.direction)
+    return Command(goto=Send("evaluate", task.model_dump(mode="json")), update=update)

@@ -1,0 +1,118 @@
+"""evaluate: one config over the eval set, as one of several parallel tasks (a LangGraph ``Send``).
+
+All tasks of one controller run share one ``EvalRunner`` and so one concurrency limit, one result
+cache and one recorder. A task stops early once its config is clearly worse than the reference
+(the baseline in round one, the best config so far later) on paired examples. When the reference
+runs in the same step, its scores are read live as they arrive, so nothing waits for it to finish.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from collections import OrderedDict
+
+from langchain_core.messages import AIMessage
+from langgraph.runtime import Runtime
+
+from graphtune.evals.runner import EvalReport, EvalRunner
+from graphtune.graphs.context import ControllerContext
+from graphtune.graphs.state import EvalTask
+from graphtune.spec import load_spec
+from graphtune.tracing.recorder import recorder_for
+
+MAX_ANSWER_CHARS = 300
+_LIVE_LIMIT = 256
+
+# (thread id, config hash) -> per-example goal scores, filled while that config is evaluated
+_live: OrderedDict[tuple[str, str], dict[str, float]] = OrderedDict()
+# event loop -> {(thread id, spec): runner}: one runner (and concurrency limit) per controller run
+_runners: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def live_scores(thread_id: str, config_hash: str) -> dict[str, float]:
+    key = (thread_id, config_hash)
+    if key not in _live:
+        _live[key] = {}
+        while len(_live) > _LIVE_LIMIT:
+            _live.popitem(last=False)
+    return _live[key]
+
+
+def _new_runner(ctx: ControllerContext, spec):
+    if ctx.runner_factory is not None:
+        return ctx.runner_factory(spec)
+    return EvalRunner(spec, recorder=recorder_for(ctx.resolved_traces_url()), cache=ctx.eval_cache(),
+                      concurrency=ctx.concurrency or spec.evals.concurrency)
+
+
+async def _runner(ctx: ControllerContext, spec, thread_id: str):
+    """The run's shared runner. Created without awaiting in between, so parallel tasks get the same one."""
+    per_loop = _runners.setdefault(asyncio.get_running_loop(), {})
+    key = (thread_id, str(spec.path))
+    if key not in per_loop:
+        per_loop[key] = asyncio.ensure_future(asyncio.to_thread(_new_runner, ctx, spec))
+    return await per_loop[key]
+
+
+def _store_version(ctx: ControllerContext, workflow: str, config: dict) -> int:
+    with ctx.config_store() as store:
+        return store.put(workflow, config, actor="graphtune", source="eval").version
+
+
+def _clip(report: EvalReport) -> dict:
+    for result in report.results:
+        if result.answer and len(result.answer) > MAX_ANSWER_CHARS:
+            result.answer = result.answer[:MAX_ANSWER_CHARS] + "…"
+    return report.model_dump(mode="json")
+
+
+def _failed(task: EvalTask, error: Exception) -> EvalReport:
+    return EvalReport(workflow=task.workflow, dataset="", dataset_hash="", config_hash=task.candidate.config_hash,
+                      results=[], summary={}, examples_total=0, stopped_early=True,
+                      stop_reason=f"evaluation failed: {type(error).__name__}: {error}")
+
+
+def describe(candidate_id: str, report: EvalReport, metric: str) -> str:
+    if not report.results and report.stop_reason:
+        return f"{candidate_id}: {report.stop_reason}"
+    value = report.value(metric)
+    text = f"{candidate_id}: {metric} {value:.3f}" if value is not None else f"{candidate_id}: no {metric} measured"
+    fresh = len(report.results) - report.cached
+    text += f" on {len(report.results)} examples ({fresh} run, {report.cached} cached)"
+    if report.stopped_early:
+        text += f"; stopped early: {report.stop_reason}"
+    return text
+
+
+async def evaluate(payload: dict, runtime: Runtime[ControllerContext]) -> dict:
+    task = EvalTask.model_validate(payload)
+    ctx = runtime.context or ControllerContext()
+    candidate = task.candidate
+    mine = live_scores(task.thread_id, candidate.config_hash)
+    metric = task.stop_metric
+
+    def on_result(result) -> None:
+        value = result.scores.get(metric)
+        if value is not None:
+            mine[result.example_id] = value
+
+    reference = None
+    if task.reference_hash and task.reference_hash != candidate.config_hash:
+        reference = task.reference_scores if task.reference_scores is not None else live_scores(task.thread_id, task.reference_hash)
+    try:
+        spec = await asyncio.to_thread(load_spec, ctx.spec_source(task.spec))
+        version = await asyncio.to_thread(_store_version, ctx, spec.workflow, candidate.config)
+        runner = await _runner(ctx, spec, task.thread_id)
+        report = await runner.run(
+            candidate.config, config_version=version, variant=candidate.id, limit=ctx.eval_limit,
+            baseline=reference, check_every=ctx.check_every, on_result=on_result,
+            stop_on=(metric, task.direction),
+            reference_name=task.reference_name,
+        )
+    except Exception as error:  # one broken candidate never ends the tuning run
+        report = _failed(task, error)
+    return {
+        "evals": {candidate.config_hash: _clip(report)},
+        "messages": [AIMessage(describe(candidate.id, report, metric), name="evaluate")],
+    }

@@ -1,0 +1,64 @@
+"""observe: where the workflow hurts in production, and which config it runs now.
+
+On the first round it also pins the baseline: the workflow's active config version (the spec's
+config becomes version 1 on first use). Every later comparison and the final compare-and-set
+promotion are against this version.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from langchain_core.messages import AIMessage
+from langgraph.runtime import Runtime
+
+from graphtune.graphs.context import ControllerContext
+from graphtune.graphs.state import CandidateRecord, ControllerState
+from graphtune.spec import load_spec
+from graphtune.tuning.configs import config_hash
+from graphtune.tuning.hotspots import find_hot_spots, fmt_ms, fmt_pct, fmt_window, parse_window
+
+MAX_SAMPLES = 3
+
+
+def _active_baseline(ctx: ControllerContext, spec) -> dict:
+    with ctx.config_store() as store:
+        active = store.ensure_active(spec.workflow, spec.config, actor="graphtune")
+    record = CandidateRecord(id="baseline", round=0, proposer="baseline", config=active.config,
+                             config_hash=config_hash(active.config), rationale=f"active version {active.version}")
+    return {**record.model_dump(mode="json"), "version": active.version}
+
+
+def _observe(ctx: ControllerContext, spec, window: str | None):
+    window_s = parse_window(window) if window else None
+    with ctx.trace_store() as store:
+        return find_hot_spots(store, spec.workflow, spec.observe, window_s=window_s, max_samples=MAX_SAMPLES)
+
+
+def summary(obs) -> str:
+    head = f"Observed {obs.runs} production runs of {obs.workflow} in the last {fmt_window(obs.window_s)}"
+    if not obs.hot_spots:
+        return head + ". " + (obs.notes[-1] if obs.notes else "No hot spots.")
+    spots = "; ".join(
+        f"{h.node} ({h.reasons[0]})" if h.reasons else h.node for h in obs.hot_spots[:3]
+    )
+    run = next((s for s in obs.node_stats if s.node == "__run__"), None)
+    overall = f" (run p95 {fmt_ms(run.p95_ms)}, {fmt_pct(run.error_rate)} failed)" if run and run.count else ""
+    return f"{head}{overall}. Hot spots: {spots}."
+
+
+async def observe(state: ControllerState, runtime: Runtime[ControllerContext]) -> dict:
+    ctx = runtime.context or ControllerContext()
+    spec = await asyncio.to_thread(load_spec, ctx.spec_source(state["spec"]))
+    update: dict = {}
+    baseline = state.get("baseline")
+    if baseline is None:
+        baseline = await asyncio.to_thread(_active_baseline, ctx, spec)
+        update["baseline"] = baseline
+    obs = await asyncio.to_thread(_observe, ctx, spec, ctx.observe_window)
+    text = summary(obs)
+    if "baseline" in update:
+        text += f" Baseline: active config version {baseline['version']}."
+    update["observation"] = obs.model_dump(mode="json")
+    update["messages"] = [AIMessage(text, name="observe")]
+    return update

@@ -1,0 +1,422 @@
+"""The decide step's domain: compare candidates with the baseline, check guardrails, keep to the budget.
+
+Everything here is pure (reports and state dicts in, pydantic records out), so the controller's
+decision can be replayed from a checkpoint and tested without a graph.
+
+Comparisons are *paired*: a candidate and the baseline are scored on the same examples, and the
+per-example differences carry far less noise than two independent means. Means get a paired t
+interval; p50/p95 get a percentile bootstrap over examples with a fixed seed, so the same reports
+always give the same decision.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from graphtune.evals.runner import EvalReport
+from graphtune.evals.stats import MetricSummary, paired_mean_ci, paired_quantile_diff_ci, quantile
+from graphtune.spec import HIGHER_IS_BETTER, Guardrail
+from graphtune.tuning.request import Statistic, TuningGoal, TuningRequest
+
+QUALITY_METRICS = ("exact", "contains", "token_f1", "judge", "retrieval_hit")
+# Rows every comparison shows when the reports have them, after the goal and the guardrails.
+STANDARD_ROWS: tuple[tuple[str, Statistic], ...] = (
+    *((m, "mean") for m in QUALITY_METRICS), ("latency_ms", "p95"), ("cost_usd", "mean"), ("error", "mean"),
+)
+_QUANTILES = {"p50": 0.5, "p95": 0.95}
+_TOLERANCE = 1e-9  # a candidate exactly at a limit passes despite float rounding (1.2 * x)
+
+
+def format_number(value: float | None, signed: bool = False) -> str:
+    """Short, fixed-width-ish numbers for chat and terminal: 0.608, 812, 12.4, 0.000123."""
+    if value is None:
+        return "n/a"
+    sign = "+" if signed else ""
+    size = abs(value)
+    if size >= 100:
+        return f"{value:{sign},.0f}"
+    if size >= 10:
+        return f"{value:{sign}.1f}"
+    if size >= 0.01 or size == 0:
+        return f"{value:{sign}.3f}"
+    return f"{value:{sign}.3g}"
+
+
+def _report(raw: EvalReport | dict) -> EvalReport:
+    return raw if isinstance(raw, EvalReport) else EvalReport.model_validate(raw)
+
+
+def _statistic(values: list[float], statistic: str) -> float | None:
+    if not values:
+        return None
+    if statistic == "mean":
+        return sum(values) / len(values)
+    return quantile(values, _QUANTILES[statistic])
+
+
+def _pairs(candidate: EvalReport, baseline: EvalReport, metric: str) -> tuple[list[float], list[float]]:
+    """Scores of the examples both reports scored on ``metric``, in the baseline's order."""
+    base, cand = baseline.scores_by_example(metric), candidate.scores_by_example(metric)
+    ids = [i for i in base if i in cand]
+    return [base[i] for i in ids], [cand[i] for i in ids]
+
+
+def _difference(base: list[float], cand: list[float], statistic: str) -> tuple[float, float | None, float | None]:
+    """(candidate - baseline) of the statistic with its 95% interval; needs at least one pair."""
+    if statistic == "mean":
+        return paired_mean_ci([c - b for b, c in zip(base, cand)])
+    return paired_quantile_diff_ci(base, cand, _QUANTILES[statistic])
+
+
+def objective_value(report: EvalReport, goal: TuningGoal) -> float | None:
+    """The goal's statistic of its metric over the report's results (None when never scored)."""
+    return report.value(goal.metric, goal.statistic)
+
+
+# --- rows -----------------------------------------------------------------------------------------
+
+
+class MetricRow(BaseModel):
+    """One metric of a candidate next to the baseline, over the examples both were scored on."""
+
+    metric: str
+    statistic: Statistic
+    higher_is_better: bool
+    baseline: float | None = None
+    candidate: float | None = None
+    delta: float | None = None
+    relative: float | None = Field(None, description="delta / baseline, when the baseline is not 0")
+    ci_low: float | None = Field(None, description="95% interval of the difference (candidate - baseline)")
+    ci_high: float | None = None
+    better: bool | None = Field(None, description="True/False: the interval excludes 0 on the good/bad side; None: inconclusive")
+    n: int = Field(0, description="Paired examples")
+
+    def label(self) -> str:
+        return f"{self.statistic} {self.metric}"
+
+
+def metric_row(candidate: EvalReport, baseline: EvalReport, metric: str, statistic: Statistic = "mean",
+               higher_is_better: bool | None = None) -> MetricRow:
+    """The paired comparison of one metric; ``higher_is_better`` overrides the metric's own direction (goals)."""
+    up = metric in HIGHER_IS_BETTER if higher_is_better is None else higher_is_better
+    base, cand = _pairs(candidate, baseline, metric)
+    row = MetricRow(metric=metric, statistic=statistic, higher_is_better=up, n=len(base))
+    if not base:
+        return row
+    row.baseline, row.candidate = _statistic(base, statistic), _statistic(cand, statistic)
+    row.delta, row.ci_low, row.ci_high = _difference(base, cand, statistic)
+    row.relative = row.delta / row.baseline if row.baseline else None
+    if row.ci_low is not None and row.ci_high is not None:
+        good, bad = (row.ci_low > 0, row.ci_high < 0) if up else (row.ci_high < 0, row.ci_low > 0)
+        row.better = True if good else False if bad else None
+    return row
+
+
+# --- guardrails -----------------------------------------------------------------------------------
+
+
+class GuardrailCheck(BaseModel):
+    guardrail: str = Field(description="The guardrail as the spec or request states it")
+    metric: str
+    statistic: Statistic
+    baseline: float | None = None
+    candidate: float | None = None
+    limit: float | None = Field(None, description="The worst acceptable candidate value")
+    passed: bool | None = Field(None, description="None: not measurable (metric not scored)")
+    detail: str = ""
+    headroom: float | None = Field(None, description="Share of the allowed slack still unused; < 0.1 is close to the limit")
+
+    def near_limit(self, share: float = 0.1) -> bool:
+        return bool(self.passed) and self.headroom is not None and self.headroom < share
+
+
+def guardrail_check(candidate: EvalReport, baseline: EvalReport, guardrail: Guardrail) -> GuardrailCheck:
+    """One guardrail. Ratio and value limits compare point estimates (what the spec states); a margin is a
+    non-inferiority test, so it uses the pessimistic end of the paired 95% interval of the difference."""
+    g = guardrail
+    check = GuardrailCheck(guardrail=g.describe(), metric=g.metric, statistic=g.statistic,
+                           baseline=baseline.value(g.metric, g.statistic), candidate=candidate.value(g.metric, g.statistic))
+    if g.margin is not None:
+        base, cand = _pairs(candidate, baseline, g.metric)
+        if len(base) < 2:
+            check.detail = f"not measurable: {len(base)} paired example(s) scored on {g.metric}"
+            return check
+        sign = 1.0 if g.higher_is_better else -1.0
+        _, low, high = _difference(base, cand, g.statistic)
+        worst_change = sign * (low if sign > 0 else high)  # in the good direction: negative is worse
+        check.baseline, check.candidate = _statistic(base, g.statistic), _statistic(cand, g.statistic)
+        check.limit = check.baseline - sign * g.margin
+        check.passed = worst_change >= -g.margin - _TOLERANCE
+        check.headroom = (worst_change + g.margin) / g.margin if g.margin else None
+        check.detail = (f"{format_number(check.candidate)} vs baseline {format_number(check.baseline)}; worst case "
+                        f"(95% CI) {format_number(check.baseline + sign * worst_change)}, limit {format_number(check.limit)}")
+        return check
+    if check.candidate is None or (g.max_ratio is not None and check.baseline is None):
+        check.detail = f"not measurable: {g.metric} was not scored"
+        return check
+    check.limit = g.max_value if g.max_value is not None else g.max_ratio * check.baseline
+    check.passed = check.candidate <= check.limit + _TOLERANCE * max(1.0, abs(check.limit))
+    # slack: what the limit allows beyond the baseline (ratio), or the limit itself (absolute value)
+    slack = check.limit - check.baseline if g.max_ratio is not None and check.limit > check.baseline else abs(check.limit)
+    check.headroom = (check.limit - check.candidate) / slack if slack else None
+    ratio = f" ({check.candidate / check.baseline:.2f}x baseline)" if g.max_ratio is not None and check.baseline else ""
+    check.detail = f"{format_number(check.candidate)}{ratio} vs limit {format_number(check.limit)}"
+    return check
+
+
+def guardrail_checks(candidate: EvalReport, baseline: EvalReport, guardrails: list[Guardrail]) -> list[GuardrailCheck]:
+    return [guardrail_check(candidate, baseline, g) for g in guardrails]
+
+
+def feasible(candidate: EvalReport, baseline: EvalReport, guardrails: list[Guardrail]) -> bool:
+    """Every measurable guardrail holds and the run was not stopped early (a stopped run is incomplete
+    evidence that it was already losing)."""
+    if candidate.stopped_early:
+        return False
+    return all(c.passed is not False for c in guardrail_checks(candidate, baseline, guardrails))
+
+
+# --- comparison -----------------------------------------------------------------------------------
+
+
+class Comparison(BaseModel):
+    candidate_id: str
+    config_hash: str
+    rows: list[MetricRow] = Field(description="Goal first, then guardrail metrics, then the standard rows")
+    guardrails: list[GuardrailCheck]
+    feasible: bool
+    improves: bool = Field(description="The goal's difference interval excludes 0 on the good side")
+    meets_target: bool | None = Field(None, description="Point estimate reaches the goal's target_change; None without a target")
+    stopped_early: bool = False
+    stop_reason: str = ""
+    objective: float | None = Field(None, description="The goal statistic over all the candidate's results")
+    examples: int = Field(0, description="Examples evaluated")
+    complete: bool = Field(True, description="Every selected example was evaluated")
+    summary: dict[str, MetricSummary] = Field(default_factory=dict, description="The candidate's own summary")
+
+    @property
+    def goal(self) -> MetricRow:
+        return self.rows[0]
+
+    def value(self, metric: str, statistic: str = "mean") -> float | None:
+        summary = self.summary.get(metric)
+        return summary.statistic(statistic) if summary else None
+
+    def ahead(self) -> bool:
+        """Better than the baseline on the goal in point estimate (significant or not)."""
+        row = self.goal
+        return row.delta is not None and (row.delta > 0 if row.higher_is_better else row.delta < 0)
+
+
+def _meets_target(row: MetricRow, goal: TuningGoal) -> bool | None:
+    if goal.target_change is None or row.relative is None:
+        return None
+    return row.relative <= goal.target_change if goal.target_change < 0 else row.relative >= goal.target_change
+
+
+def compare(candidate_id: str, candidate: EvalReport, baseline: EvalReport, goal: TuningGoal,
+            guardrails: list[Guardrail]) -> Comparison:
+    goal_row = metric_row(candidate, baseline, goal.metric, goal.statistic, higher_is_better=goal.direction == "maximize")
+    rows, seen = [goal_row], {(goal.metric, goal.statistic)}
+    for metric, statistic in [(g.metric, g.statistic) for g in guardrails] + list(STANDARD_ROWS):
+        if (metric, statistic) in seen or candidate.summary.get(metric) is None or baseline.summary.get(metric) is None:
+            continue
+        seen.add((metric, statistic))
+        row = metric_row(candidate, baseline, metric, statistic)
+        if row.n:
+            rows.append(row)
+    checks = guardrail_checks(candidate, baseline, guardrails)
+    return Comparison(
+        candidate_id=candidate_id, config_hash=candidate.config_hash, rows=rows, guardrails=checks,
+        feasible=not candidate.stopped_early and all(c.passed is not False for c in checks),
+        improves=goal_row.better is True, meets_target=_meets_target(goal_row, goal),
+        stopped_early=candidate.stopped_early, stop_reason=candidate.stop_reason,
+        objective=objective_value(candidate, goal), examples=len(candidate.results),
+        complete=not candidate.stopped_early and len(candidate.results) >= candidate.examples_total,
+        summary=candidate.summary,
+    )
+
+
+def pareto_front(comparisons: list[Comparison], goal: TuningGoal | None = None,
+                 baseline: Comparison | None = None) -> list[str]:
+    """Ids not dominated on quality (max), p95 latency_ms (min) and mean cost_usd (min).
+
+    Only complete, feasible candidates take part; the baseline (id ``baseline``) always does, since it
+    is what the team runs today. Quality is the goal metric when it is a quality metric, else the first
+    quality metric the reports have. An axis some point lacks is left out for all.
+    """
+    pool = ([baseline] if baseline else []) + [c for c in comparisons if c.feasible and c.complete]
+    if not pool:
+        return []
+    if goal is not None and goal.metric in QUALITY_METRICS:
+        quality = (goal.metric, goal.statistic)
+    else:
+        quality = next(((m, "mean") for m in QUALITY_METRICS if any(c.value(m) is not None for c in pool)), None)
+    axes = [(quality, 1.0), (("latency_ms", "p95"), -1.0), (("cost_usd", "mean"), -1.0)]
+    axes = [(key, sign) for key, sign in axes if key and all(c.value(*key) is not None for c in pool)]
+    points = {c.candidate_id: [sign * c.value(*key) for key, sign in axes] for c in pool}
+
+    def dominates(a: list[float], b: list[float]) -> bool:
+        return all(x >= y for x, y in zip(a, b)) and any(x > y for x, y in zip(a, b))
+
+    return [c.candidate_id for c in pool if not any(dominates(points[o.candidate_id], points[c.candidate_id]) for o in pool)]
+
+
+# --- budget ---------------------------------------------------------------------------------------
+
+
+class Spent(BaseModel):
+    candidates: int = 0
+    rounds: int = 0
+    examples: int = Field(0, description="Fresh example evaluations (cache hits are free)")
+    tokens: int = Field(0, description="Tokens of fresh eval runs plus the controller's own model calls")
+    cost_usd: float = 0.0
+    wall_s: float = 0.0
+
+
+def budget_spent(state: dict, now: float | None = None) -> Spent:
+    """What the run has used so far. Eval tokens and cost are summed over fresh (non-cached) results,
+    which is what this run actually paid for."""
+    fresh = [r for raw in (state.get("evals") or {}).values() for r in _report(raw).results if not r.cached]
+    usage = state.get("controller_usage") or []
+    tokens = sum(r.scores.get("total_tokens") or 0 for r in fresh)
+    tokens += sum((u.get("input_tokens") or 0) + (u.get("output_tokens") or 0) for u in usage)
+    cost = sum(r.scores.get("cost_usd") or 0 for r in fresh) + sum(u.get("cost_usd") or 0 for u in usage)
+    started = state.get("started_at")
+    now = time.time() if now is None else now
+    return Spent(
+        candidates=sum(1 for c in state.get("candidates") or [] if c.get("id") != "baseline"),
+        rounds=int(state.get("round") or 0), examples=len(fresh), tokens=int(tokens), cost_usd=float(cost),
+        wall_s=max(0.0, now - started) if started else 0.0,
+    )
+
+
+def budget_left(request: TuningRequest, spent: Spent) -> list[str]:
+    """Why no more work is allowed; empty while the budget allows another round."""
+    b = request.budget
+    reasons = []
+    if spent.candidates >= b.candidates:
+        reasons.append(f"candidate budget used: {spent.candidates} of {b.candidates}")
+    if spent.rounds >= b.rounds:
+        reasons.append(f"round budget used: {spent.rounds} of {b.rounds}")
+    if b.examples is not None and spent.examples >= b.examples:
+        reasons.append(f"example budget used: {spent.examples} of {b.examples}")
+    if b.tokens is not None and spent.tokens >= b.tokens:
+        reasons.append(f"token budget used: {spent.tokens} of {b.tokens}")
+    if b.cost_usd is not None and spent.cost_usd >= b.cost_usd:
+        reasons.append(f"cost budget used: ${spent.cost_usd:.4g} of ${b.cost_usd:g}")
+    if b.wall_time_s is not None and spent.wall_s >= b.wall_time_s:
+        reasons.append(f"wall time used: {spent.wall_s:.0f} s of {b.wall_time_s:g} s")
+    return reasons
+
+
+# --- decision -------------------------------------------------------------------------------------
+
+
+class Decision(BaseModel):
+    round: int
+    goal: str = ""
+    baseline_value: float | None = None
+    best_candidate_id: str | None = None
+    confident: bool = Field(False, description="The best candidate's improvement is significant")
+    comparisons: list[Comparison] = Field(default_factory=list)
+    pareto: list[str] = Field(default_factory=list)
+    next: Literal["propose", "approve", "finish"]
+    reason: str
+    exhausted: list[str] = Field(default_factory=list)
+    skipped: list[str] = Field(default_factory=list, description="Candidates without an eval report")
+    spent: Spent = Field(default_factory=Spent)
+
+    def comparison(self, candidate_id: str) -> Comparison | None:
+        return next((c for c in self.comparisons if c.candidate_id == candidate_id), None)
+
+
+def _describe(best: Comparison) -> str:
+    row = best.goal
+    strength = "significant" if best.improves else "not significant: its 95% CI includes 0"
+    return (f"{best.candidate_id} ({row.label()} {format_number(row.baseline)} → {format_number(row.candidate)}, "
+            f"{format_number(row.delta, signed=True)}; {strength})")
+
+
+def decide(state: dict, now: float | None = None) -> Decision:
+    """Compare every evaluated candidate with the baseline, pick the best, and choose the next step.
+
+    Best: the feasible, significantly improving candidate with the largest gain over the baseline on the
+    goal (paired, same examples); failing that, the feasible one with the largest gain in point estimate
+    (``confident`` False).
+    Next: another round while the budget allows and the last round raised the best goal value (round 1
+    always may); ``approve`` when a best candidate exists; ``finish`` when nothing is worth approving.
+    A best candidate that significantly meets the goal's target ends the search at once.
+    """
+    request = TuningRequest.model_validate(state["request"])
+    goal = request.goal
+    round_ = int(state.get("round") or 1)
+    spent = budget_spent(state, now)
+    exhausted = budget_left(request, spent)
+    evals = state.get("evals") or {}
+    base_record = state.get("baseline") or {}
+    base_raw = evals.get(base_record.get("config_hash"))
+    if base_raw is None:
+        return Decision(round=round_, goal=goal.describe(), next="finish", exhausted=exhausted, spent=spent,
+                        reason="the baseline has no eval report, so no candidate can be compared: nothing to approve")
+    base_report = _report(base_raw)
+
+    comparisons: list[Comparison] = []
+    skipped: list[str] = []
+    round_of: dict[str, int] = {}
+    for record in state.get("candidates") or []:
+        if record["id"] == "baseline":
+            continue
+        raw = evals.get(record["config_hash"])
+        if raw is None:
+            skipped.append(record["id"])
+            continue
+        comparisons.append(compare(record["id"], _report(raw), base_report, goal, request.guardrails))
+        round_of[record["id"]] = int(record.get("round") or round_)
+    baseline_self = compare("baseline", base_report, base_report, goal, request.guardrails)
+
+    # Rank by the paired gain over the baseline (the goal statistic on the same examples), so candidates
+    # evaluated on different subsets are still compared fairly; identical subsets rank as by goal value.
+    def gain(c: Comparison) -> float:
+        return c.goal.delta if c.goal.higher_is_better else -c.goal.delta
+
+    ranked = [c for c in comparisons if c.feasible and c.goal.delta is not None]
+    improving = [c for c in ranked if c.improves]
+    ahead = [c for c in ranked if c.ahead()]
+    best = max(improving or ahead, key=gain, default=None)
+
+    earlier = [gain(c) for c in ranked if round_of[c.candidate_id] < round_]
+    reference = max([0.0, *earlier])  # 0.0: the baseline itself
+    this_round = [gain(c) for c in ranked if round_of[c.candidate_id] == round_]
+    improved = bool(this_round) and max(this_round) > reference
+
+    best_text = _describe(best) if best else None
+    if best and best.improves and best.meets_target:
+        next_step, reason = "approve", f"target met: {best_text}"
+    elif not exhausted and (round_ <= 1 or improved):
+        progress = f"round {round_} raised the best {goal.metric}" if improved else f"round {round_} done"
+        reason = f"{progress}; best so far {best_text or 'none: no feasible candidate beats the baseline yet'}; the budget allows another round"
+        next_step = "propose"
+    else:
+        if exhausted:
+            why = f"budget exhausted ({'; '.join(exhausted)})"
+        else:
+            why = (f"round {round_} did not improve on the best {goal.metric} so far "
+                   f"({format_number(reference, signed=True)} vs the baseline)")
+        if best:
+            next_step, reason = "approve", f"{why}: best candidate so far is {best_text}"
+        else:
+            next_step = "finish"
+            reason = f"{why}: no feasible candidate beats the baseline on {goal.describe()}, nothing worth approving; the active config stays"
+    if skipped:
+        reason += f" (no eval report for {', '.join(skipped)}: skipped)"
+
+    return Decision(
+        round=round_, goal=goal.describe(), baseline_value=objective_value(base_report, goal),
+        best_candidate_id=best.candidate_id if best else None, confident=bool(best and best.improves),
+        comparisons=comparisons, pareto=pareto_front(comparisons, goal, baseline_self), next=next_step,
+        reason=reason, exhausted=exhausted, skipped=skipped, spent=spent,
+    )
