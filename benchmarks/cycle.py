@@ -13,6 +13,12 @@ The figure is the median of ``--runs`` cycles after one small warm-up cycle, in 
 
 The server runs in its own process by default (``--server process``), so its request threads do
 not compete with the controller for this process's GIL; ``--server thread`` runs it in-process.
+
+Where the time goes: ``phase_seconds`` (intake, observe, propose, evaluate, decide_report, and
+approval = the interrupt, reading the parked state back and flushing the recorder),
+``example_latency_ms_p50`` per config (one model call takes ``--latency``; the rest is this
+process), and ``cpu_seconds_by_thread`` (event loop, recorder writer, executor threads). The
+controller's process is close to CPU-bound at 16 x 200 ms, so the ratio moves with machine load.
 """
 
 from __future__ import annotations
@@ -34,13 +40,14 @@ from _common import emit, log, median  # noqa: E402
 WORKFLOW = "support_qa"
 
 # What the "model" proposes, best guess first; the propose prompt asks for n, the reply holds the first n.
-# Chosen so that one round shows each path a cycle can take: a cheap winner (rerank), a two-call
-# config that breaks the latency guardrail (rewrite), a costlier one (top_k 3) and a clear loser that
-# is stopped early (max_tokens 24, answers cut short). All lie inside support_qa's search space.
+# The default four show every path a candidate can take in one round: a winner within the request's
+# guardrails (top_k 3: more context, more input tokens, which the request allows), a two-call config
+# that breaks the latency guardrail (rewrite), a small gain (rerank) and a clear loser stopped early
+# (max_tokens 24 cuts answers short). All lie inside support_qa's search space.
 PROPOSALS = [
-    ({"rag.rerank": True}, "Rerank the retrieved articles so the best match comes first in the context."),
-    ({"rag.rewrite": True}, "Rewrite paraphrased questions into help-center vocabulary before retrieval."),
     ({"rag.top_k": 3}, "Two-article questions miss one article at top_k 2; three give the answer both."),
+    ({"rag.rewrite": True}, "Rewrite paraphrased questions into help-center vocabulary before retrieval."),
+    ({"rag.rerank": True}, "Rerank the retrieved articles so the best match comes first in the context."),
     ({"llm.max_tokens": 24}, "Shorter answers cut output tokens and cost."),
     ({"router.summary_keywords": ["summarize", "overview", "summary", "recap"]}, "Route more summary requests to the summary node."),
     ({"router.threshold": 0.7}, "Accept stem matches of the summary keywords."),
@@ -49,6 +56,8 @@ PROPOSALS = [
     ({"nodes.summary.enabled": False}, "Answer summary requests with the answer node as well."),
     ({"llm.max_tokens": 256}, "Answers never need 512 tokens."),
 ]
+# The request, as a person would type it; the cost allowance lets the winner (more context) through.
+REQUEST = "improve {workflow} accuracy; cost may rise up to 50%; try {candidates} candidates, at most 1 round"
 
 
 # -- the model behind the test server ------------------------------------------------------------------
@@ -72,7 +81,9 @@ def make_responder():
         if name == "RequestDraft":
             wanted = re.search(r"(\d+)\s+candidates?", user)
             rounds = re.search(r"(\d+)\s+rounds?", user)
-            return {"workflow": WORKFLOW, "metric": "contains", "direction": "maximize",
+            cost = re.search(r"cost may rise (?:up to |by )?(\d+)\s*%", user)
+            guardrails = [{"metric": "cost_usd", "statistic": "mean", "max_ratio": 1 + int(cost.group(1)) / 100}] if cost else []
+            return {"workflow": WORKFLOW, "metric": "contains", "direction": "maximize", "guardrails": guardrails,
                     "candidates": int(wanted.group(1)) if wanted else None,
                     "rounds": int(rounds.group(1)) if rounds else None,
                     "notes": ["'accuracy' read as the objective, contains"]}
@@ -111,6 +122,8 @@ def call_kind(request: dict) -> str:
 
 
 def _peak_resettable(server_cls):
+    """The test server with per-cycle counters (it only counts since start; this reads its private lock and peak)."""
+
     class Server(server_cls):
         def stats(self) -> dict:
             with self._lock:
@@ -148,7 +161,14 @@ class ProcessServer:
     def __init__(self, latency: float):
         self._proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--serve", "--latency", str(latency)],
                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        self.base_url = self._read()["base_url"]
+        self._base_url: str | None = None
+
+    @property
+    def base_url(self) -> str:
+        """Waits for the server process to listen (it starts while this process imports the controller)."""
+        if self._base_url is None:
+            self._base_url = self._read()["base_url"]
+        return self._base_url
 
     def _read(self) -> dict:
         line = self._proc.stdout.readline()
@@ -198,6 +218,7 @@ class ThreadServer:
 class Cycle:
     seconds: float
     cpu_seconds: float
+    cpu_by_thread: dict
     calls: int
     kinds: dict
     max_concurrency: int
@@ -205,29 +226,20 @@ class Cycle:
     candidates: list[dict] = field(default_factory=list)
     ended_at: str = "approval"
     pending: str | None = None
-    decision: str = ""
 
 
 async def run_cycle(server, tmp: str, index: int, *, candidates: int, examples: int, concurrency: int,
-                    batch_size: int, profile: str | None = None, preopen_cache: bool = False) -> Cycle:
+                    batch_size: int, profile: str | None = None) -> Cycle:
     from graphtune.graphs.context import ControllerContext
     from graphtune.graphs.local_controller import LocalController
+    from graphtune.tracing.recorder import recorder_for
 
     url = f"sqlite:///{tmp}/cycle-{index}.db"  # fresh: no cached eval results, no earlier configs
     os.environ["GRAPHTUNE_DATABASE_URL"] = url
     context = ControllerContext(database_url=url, batch_size=batch_size, eval_limit=examples, concurrency=concurrency)
-    opened = []
-    if preopen_cache:
-        # Workaround, see --preopen-cache: the same EvalRunner evaluate builds, with the cache opened before the loop is busy.
-        from graphtune.evals.runner import EvalRunner
-        from graphtune.tracing.recorder import TrajectoryRecorder
-
-        cache, recorder = context.eval_cache(), TrajectoryRecorder(context.resolved_traces_url())
-        opened += [cache, recorder]
-        context.runner_factory = lambda spec: EvalRunner(spec, recorder=recorder, cache=cache, concurrency=concurrency)
     marks: list[tuple[str, float]] = []
     controller = LocalController(context=context, on_message=lambda node, _m: marks.append((node, time.perf_counter())))
-    text = f"improve {WORKFLOW} accuracy; try {candidates} candidates, at most 1 round"
+    text = REQUEST.format(workflow=WORKFLOW, candidates=candidates)
     server.reset()
     profiler = None
     if profile:
@@ -235,20 +247,25 @@ async def run_cycle(server, tmp: str, index: int, *, candidates: int, examples: 
 
         profiler = cProfile.Profile()
         profiler.enable()
+    threads_before = _thread_cpu()
     started, cpu_started = time.perf_counter(), time.process_time()
     result = await controller.start(text)
     seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
+    by_thread = _cpu_by_thread(threads_before, _thread_cpu(), cpu_seconds)
     if profiler is not None:
         profiler.disable()
         profiler.dump_stats(profile)
     stats = server.stats()
-    for resource in opened:
-        resource.close()
+    recorder_for(url).close()  # flushed already by LocalController; stops this cycle's writer thread
 
     values = result.values
     if result.pending is None:  # a cycle that finds nothing worth approving ends without the interrupt
         outcome = values.get("outcome") or {}
         log(f"  cycle {index} ended without approval: {outcome.get('status')}: {outcome.get('message')}")
+        for comparison in (values.get("decision") or {}).get("comparisons", []):
+            broken = [f"{g['guardrail']}: {g['detail']}" for g in comparison["guardrails"] if g.get("passed") is False]
+            log(f"    {comparison['candidate_id']}: goal delta {comparison['rows'][0].get('delta')}, "
+                f"feasible {comparison['feasible']}{', broke ' + '; '.join(broken) if broken else ''}")
     evals = values.get("evals") or {}
     per_candidate = []
     for record in [values["baseline"], *values.get("candidates", [])]:
@@ -259,28 +276,66 @@ async def run_cycle(server, tmp: str, index: int, *, candidates: int, examples: 
                               "stopped_early": bool(report.get("stopped_early")), "wall_s": round(report.get("wall_s", 0.0), 2),
                               "latency_ms_p50": round(((report.get("summary") or {}).get("latency_ms") or {}).get("p50") or 0.0),
                               "stop_reason": report.get("stop_reason") or ""})
-    return Cycle(seconds=seconds, cpu_seconds=cpu_seconds, calls=stats["calls"], kinds=stats["kinds"], max_concurrency=stats["max_concurrency"],
-                 phases=_phases(marks, started), candidates=per_candidate,
+    return Cycle(seconds=seconds, cpu_seconds=cpu_seconds, cpu_by_thread=by_thread, calls=stats["calls"], kinds=stats["kinds"],
+                 max_concurrency=stats["max_concurrency"], phases=_phases(marks, started, started + seconds),
+                 candidates=per_candidate,
                  ended_at="approval" if result.pending else (values.get("outcome") or {}).get("status", "unknown"),
-                 pending=(result.pending or {}).get("candidate_id"),
-                 decision=(values.get("decision") or {}).get("reason", ""))
+                 pending=(result.pending or {}).get("candidate_id"))
 
 
-def _phases(marks: list[tuple[str, float]], started: float) -> dict:
-    """Seconds per controller phase, from the moments each node's update arrived."""
-    at = {}
+def _thread_cpu() -> dict[int, float]:
+    """CPU seconds of each live thread of this process (Linux /proc; empty elsewhere)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    found = {}
+    try:
+        tids = os.listdir("/proc/self/task")
+    except OSError:
+        return found
+    for tid in tids:
+        try:
+            with open(f"/proc/self/task/{tid}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        found[int(tid)] = (int(fields[11]) + int(fields[12])) / ticks  # utime + stime
+    return found
+
+
+def _cpu_by_thread(before: dict[int, float], after: dict[int, float], process_cpu: float) -> dict[str, float]:
+    """This cycle's CPU by kind of thread; ``exited`` is what threads that ended in between used."""
+    import threading
+
+    if not after:
+        return {}
+    names = {t.native_id: t.name for t in threading.enumerate()}
+    main = threading.main_thread().native_id
+    groups: Counter = Counter()
+    for tid, seconds in after.items():
+        name = names.get(tid, "")
+        kind = ("event_loop" if tid == main else "recorder_writer" if name.startswith("graphtune-writer")
+                else "executor" if name.startswith("asyncio_") else "other_threads")
+        groups[kind] += seconds - before.get(tid, 0.0)
+    groups["exited"] = max(0.0, process_cpu - sum(groups.values()))
+    return {kind: round(seconds, 2) for kind, seconds in groups.most_common()}
+
+
+def _phases(marks: list[tuple[str, float]], started: float, ended: float) -> dict:
+    """Seconds per controller phase, from the moments each node's update arrived; ``approval`` is the
+    rest: the approval interrupt, reading the parked state back, flushing the recorder."""
+    at: dict[str, float] = {}
     for node, moment in marks:
-        at.setdefault(node, [moment, moment])[1] = moment
+        at[node] = moment  # the last update of that node (evaluate: the last candidate to finish)
     phases, previous = {}, started
     for name, node in (("intake", "intake"), ("observe", "observe"), ("propose", "propose"), ("evaluate", "evaluate"),
                        ("decide_report", "report")):
         if node in at:
-            phases[name] = round(at[node][1] - previous, 3)
-            previous = at[node][1]
+            phases[name] = round(at[node] - previous, 3)
+            previous = at[node]
+    phases["approval"] = round(ended - previous, 3)
     return phases
 
 
-def main() -> None:
+def parse(argv: list[str] | None = None):
     import argparse
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -293,59 +348,56 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=1, help="small cycles first (imports, index, HTTP pool)")
     parser.add_argument("--server", choices=("process", "thread"), default="process",
                         help="run the test server in its own process (default) or in a thread of this one")
-    parser.add_argument("--preopen-cache", action="store_true",
-                        help="workaround: open the eval cache before the cycle (via ControllerContext.runner_factory); "
-                             "evaluate opens it on the event loop, where its SQLite migration can wait 30 s on the "
-                             "checkpointer's write lock ('database is locked')")
     parser.add_argument("--profile", default=None, help="write a cProfile of the first measured cycle here")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.serve:
-        serve(args.latency)
-        return
+    args = parser.parse_args(argv)
     if args.candidates > len(PROPOSALS):
         parser.error(f"--candidates at most {len(PROPOSALS)}")
+    return args
 
-    tmp = tempfile.mkdtemp(prefix="graphtune-bench-cycle-")
+
+def run(args) -> dict:
+    """Warm-up and measured cycles; the figures as a dict. Sets the model and database environment variables."""
+    workdir = tempfile.TemporaryDirectory(prefix="graphtune-bench-cycle-", ignore_cleanup_errors=True)
+    tmp = workdir.name
     server = ProcessServer(args.latency) if args.server == "process" else ThreadServer(args.latency)
-    # Before anything builds a model: ChatOpenAI reads these, and keeps one async HTTP client per process.
-    os.environ.update(GRAPHTUNE_MODEL="test-model", OPENAI_BASE_URL=server.base_url, OPENAI_API_KEY="bench",
-                      GRAPHTUNE_DATABASE_URL=f"sqlite:///{tmp}/warmup.db")
-    os.environ.pop("GRAPHTUNE_TRACES_URL", None)
-    common = {"candidates": args.candidates, "concurrency": args.concurrency, "batch_size": max(4, args.candidates),
-              "preopen_cache": args.preopen_cache}
-
-    async def measure() -> list[Cycle]:
-        for i in range(args.warmup):
-            log(f"warm-up cycle ({args.candidates} candidates x {min(args.examples, 20)} examples) ...")
-            await run_cycle(server, tmp, -1 - i, examples=min(args.examples, 20), **common)
-        cycles = []
-        for i in range(args.runs):
-            log(f"cycle {i + 1}/{args.runs}: {args.candidates} candidates x {args.examples} examples ...")
-            cycle = await run_cycle(server, tmp, i, examples=args.examples, profile=args.profile if i == 0 else None, **common)
-            log(f"  {cycle.seconds:.2f} s, {cycle.calls} model calls, ratio {cycle.seconds / (cycle.calls * args.latency / args.concurrency):.2f}")
-            cycles.append(cycle)
-        return cycles
-
     try:
+        import graphtune.graphs.local_controller  # noqa: F401 - import while the server process starts
+        import langchain_openai  # noqa: F401
+
+        # Before anything builds a model: ChatOpenAI reads these, and keeps one async HTTP client per process.
+        os.environ.update(GRAPHTUNE_MODEL="test-model", OPENAI_BASE_URL=server.base_url, OPENAI_API_KEY="bench",
+                          GRAPHTUNE_DATABASE_URL=f"sqlite:///{tmp}/warmup.db")
+        os.environ.pop("GRAPHTUNE_TRACES_URL", None)
+        common = {"candidates": args.candidates, "concurrency": args.concurrency, "batch_size": max(4, args.candidates)}
+
+        async def measure() -> list[Cycle]:
+            for i in range(args.warmup):
+                log(f"warm-up cycle ({args.candidates} candidates x {min(args.examples, 20)} examples) ...")
+                await run_cycle(server, tmp, -1 - i, examples=min(args.examples, 20), **common)
+            cycles = []
+            for i in range(args.runs):
+                log(f"cycle {i + 1}/{args.runs}: {args.candidates} candidates x {args.examples} examples ...")
+                cycle = await run_cycle(server, tmp, i, examples=args.examples, profile=args.profile if i == 0 else None, **common)
+                log(f"  {cycle.seconds:.2f} s, {cycle.calls} model calls, "
+                    f"ratio {cycle.seconds / (cycle.calls * args.latency / args.concurrency):.2f}")
+                cycles.append(cycle)
+            return cycles
+
         cycles = asyncio.run(measure())
     finally:
         server.close()
-        try:
-            from graphtune.tracing.recorder import default_recorder
+        workdir.cleanup()
 
-            default_recorder().close()
-        except Exception:  # noqa: BLE001 - closing is best effort at exit
-            pass
-
-    ratios = [c.seconds / (c.calls * args.latency / args.concurrency) for c in cycles]
-    middle = sorted(range(len(cycles)), key=lambda i: ratios[i])[len(cycles) // 2]  # the run with the median ratio
-    typical = cycles[middle]
-    emit({
+    ideals = [c.calls * args.latency / args.concurrency for c in cycles]
+    ratios = [c.seconds / ideal for c, ideal in zip(cycles, ideals)]
+    typical = cycles[sorted(range(len(cycles)), key=lambda i: ratios[i])[len(cycles) // 2]]  # the median-ratio run
+    return {
         "seconds": round(median([c.seconds for c in cycles]), 3),
-        "ideal_seconds": round(median([c.calls * args.latency / args.concurrency for c in cycles]), 3),
+        "ideal_seconds": round(median(ideals), 3),
         "ratio": round(median(ratios), 3),
         "cpu_seconds": round(median([c.cpu_seconds for c in cycles]), 3),
+        "cpu_seconds_by_thread": typical.cpu_by_thread,
         "model_calls": typical.calls,
         "model_calls_by_step": typical.kinds,
         "concurrency": args.concurrency,
@@ -360,13 +412,20 @@ def main() -> None:
         "stop_reasons": {c["id"]: c["stop_reason"][:160] for c in typical.candidates if c["stop_reason"]},
         "llm_latency_s": args.latency,
         "server": args.server,
-        "preopen_cache": args.preopen_cache,
         "runs": len(cycles),
         "run_seconds": [round(c.seconds, 3) for c in cycles],
         "run_ratios": [round(r, 3) for r in ratios],
         "ended_at": typical.ended_at,
         "pending_candidate": typical.pending,
-    }, args.json, "cycle")
+    }
+
+
+def main() -> None:
+    args = parse()
+    if args.serve:
+        serve(args.latency)
+        return
+    emit(run(args), args.json, "cycle")
 
 
 if __name__ == "__main__":

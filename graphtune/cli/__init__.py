@@ -24,14 +24,15 @@ app.add_typer(config_app, name="config")
 def demo(
     requests: Annotated[int, typer.Option(help="Simulated production requests before (and after) tuning.")] = 150,
     db: Annotated[Optional[str], typer.Option("--db", help="Database URL (sqlite:///FILE, postgresql://...). Default: a fresh .graphtune/demo.db, reset at every run.")] = None,
-    limit: Annotated[int, typer.Option(help="Eval examples per candidate (the eval set has 288).")] = 96,
+    limit: Annotated[Optional[int], typer.Option(help="Eval examples per candidate (default 144 of the eval set's 288).")] = None,
     no_approve: Annotated[bool, typer.Option("--no-approve", help="Stop at approval: print the thread id and the approve command.")] = False,
 ):
     """The whole loop on support_qa, offline: production traffic, observe, propose, evaluate, approve, promote."""
     from graphtune.demo import run_demo
 
     try:
-        run_demo(requests=requests, db=db, limit=limit, approve=not no_approve, console=console)
+        options = {} if limit is None else {"limit": limit}
+        run_demo(requests=requests, db=db, approve=not no_approve, console=console, **options)
     except UnknownBackendError as exc:
         raise fail(str(exc)) from None
 

@@ -118,6 +118,12 @@ def stop_reason(mine: Mapping[str, float], reference: Mapping[str, float], metri
     return ""
 
 
+class _UsageCounter(UsageMetadataCallbackHandler):
+    """Token usage per model, counted inline: a sync handler otherwise costs a thread hop per callback."""
+
+    run_inline = True
+
+
 def _detached(coroutine):
     """Run as its own trace: called from inside a graph node (the controller's evaluate step),
     LangChain would otherwise make every eval run a child of that node's run."""
@@ -276,7 +282,7 @@ class EvalRunner:
         from graphtune.tracing.recorder import run_tags
 
         spec = self.spec
-        usage = UsageMetadataCallbackHandler()
+        usage = _UsageCounter()
         run_id = uuid.uuid4()
         callbacks = [usage] + ([self.recorder] if self.recorder is not None else [])
         run_config = {

@@ -102,7 +102,7 @@ class LocalController:
     @asynccontextmanager
     async def _graph(self) -> AsyncIterator[Any]:
         async with open_checkpointer(self.context.resolved_database_url()) as saver:
-            recorder = recorder_for(self.context.resolved_traces_url()) if self.record else None
+            recorder = recorder_for(self.context.resolved_traces_url(), capture_state=False) if self.record else None
             yield create_controller(saver, recorder=recorder, record=self.record)
 
     async def _run(self, thread_id: str, graph_input: Any) -> RunResult:
@@ -115,7 +115,7 @@ class LocalController:
                             self.on_message(node, message)
             snapshot = await graph.aget_state(config)
         if self.record:
-            await asyncio.to_thread(recorder_for(self.context.resolved_traces_url()).flush, 10.0)
+            await asyncio.to_thread(recorder_for(self.context.resolved_traces_url(), capture_state=False).flush, 10.0)
         return _result(thread_id, snapshot)
 
 

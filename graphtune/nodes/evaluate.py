@@ -42,7 +42,7 @@ def live_scores(thread_id: str, config_hash: str) -> dict[str, float]:
 def _new_runner(ctx: ControllerContext, spec):
     if ctx.runner_factory is not None:
         return ctx.runner_factory(spec)
-    return EvalRunner(spec, recorder=recorder_for(ctx.resolved_traces_url()), cache=ctx.eval_cache(),
+    return EvalRunner(spec, recorder=recorder_for(ctx.resolved_traces_url(), capture_state=False), cache=ctx.eval_cache(),
                       concurrency=ctx.concurrency or spec.evals.concurrency)
 
 

@@ -206,19 +206,24 @@ def trace(graph, *, workflow: str | None = None, recorder: TrajectoryRecorder | 
     return graph.with_config(callbacks=[recorder], metadata=metadata)
 
 
-_by_url: dict[str, TrajectoryRecorder] = {}
+_by_url: dict[tuple[str, bool], TrajectoryRecorder] = {}
 _by_url_lock = threading.Lock()
 
 
-def recorder_for(url: str | None = None) -> TrajectoryRecorder:
-    """One recorder per process and trace store URL (default: the one the environment names)."""
+def recorder_for(url: str | None = None, *, capture_state: bool = True) -> TrajectoryRecorder:
+    """One recorder per process, trace store URL (default: the one the environment names) and state capture.
+
+    graphtune's own bulk runs (evals, the controller) record without node state: eval answers and
+    scores live in the eval cache, the controller's messages are recorded by its TrajectoryNode,
+    and copying large states per node would cost more CPU than the runs themselves.
+    """
     from graphtune.backends.traces import traces_url_from_env
 
-    url = url or traces_url_from_env()
+    key = (url or traces_url_from_env(), capture_state)
     with _by_url_lock:
-        recorder = _by_url.get(url)
+        recorder = _by_url.get(key)
         if recorder is None or recorder.pipeline._closed:
-            recorder = _by_url[url] = TrajectoryRecorder(url)
+            recorder = _by_url[key] = TrajectoryRecorder(key[0], capture_state=capture_state)
         return recorder
 
 

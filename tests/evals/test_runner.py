@@ -124,3 +124,29 @@ def test_read_output_follows_paths_into_lists_and_objects():
     assert read_output(state, "messages.-1.content") == "hi"
     assert read_output(state, "a.b.1") == 2
     assert read_output(state, "a.c.d") is None and read_output(None, "x") is None
+
+
+def test_fair_limit_admits_waiting_runs_by_position_and_survives_cancellation():
+    from graphtune.evals.runner import FairLimit
+
+    order: list[str] = []
+
+    async def one(limit, name, position, hold=0.01):
+        async with limit.slot(position):
+            order.append(name)
+            await asyncio.sleep(hold)
+
+    async def main():
+        limit = FairLimit(1)
+        # config a queues all its examples first; b's first example still runs before a's second
+        tasks = [asyncio.ensure_future(one(limit, f"a{i}", i)) for i in range(3)]
+        tasks += [asyncio.ensure_future(one(limit, f"b{i}", i)) for i in range(3)]
+        cancelled = asyncio.ensure_future(one(limit, "never", 0))
+        await asyncio.sleep(0)
+        cancelled.cancel()
+        await asyncio.gather(*tasks)
+        return limit
+
+    limit = asyncio.run(main())
+    assert order == ["a0", "b0", "a1", "b1", "a2", "b2"]
+    assert limit._free == 1 and not limit._waiting

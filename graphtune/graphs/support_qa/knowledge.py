@@ -76,7 +76,7 @@ class KnowledgeBase:
             if not tokens or not tokens[0]:
                 return []
             k = max(1, min(k, len(self.articles)))
-            ids, scores = self._retriever.retrieve(tokens, k=k, show_progress=False, n_threads=1)
+            ids, scores = self._retriever.retrieve(tokens, k=k, show_progress=False, n_threads=0)  # 0: no thread pool per query
         return [(self.articles[int(i)], float(s)) for i, s in zip(ids[0], scores[0]) if s > 0]
 
     def stem(self, text: str) -> set[str]:

@@ -1,0 +1,72 @@
+"""The whole loop through the CLI, each command its own process: ``tune --no-input`` parks a proposal,
+``pending`` lists it, ``approve`` promotes it; on SQLite and on PostgreSQL (checkpoints included)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from graphtune.backends.configs import open_config_store
+from tests.graphs.conftest import weak_toy_spec  # noqa: F401  (fixture)
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def graphtune(*args: str, db: str, check: bool = True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "GRAPHTUNE_DATABASE_URL": db, "PYTHONPATH": str(ROOT)}
+    env.pop("GRAPHTUNE_MODEL", None)
+    env.pop("GRAPHTUNE_TRACES_URL", None)
+    done = subprocess.run([sys.executable, "-m", "graphtune.cli", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=240)
+    if check and done.returncode != 0:
+        raise AssertionError(f"graphtune {' '.join(args)} exited {done.returncode}:\n{done.stdout}\n{done.stderr}")
+    return done
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db(request, tmp_path):
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/graphtune.db"
+    return request.getfixturevalue("pg_url")
+
+
+def test_tune_no_input_then_pending_then_approve(db, weak_toy_spec):
+    parked = json.loads(graphtune("tune", "--spec", str(weak_toy_spec.path), "--no-input", "--batch-size", "2",
+                                  "--seed", "3", "improve toy accuracy; try 2 candidates, at most 1 round", db=db).stdout)
+    assert parked["status"] == "pending_approval" and parked["workflow"] == "toy"
+    thread = parked["thread_id"]
+    assert parked["report"]["candidate"]["id"] == parked["candidate_id"]
+
+    listed = json.loads(graphtune("pending", "--json", db=db).stdout)
+    assert [t["thread_id"] for t in listed] == [thread]
+
+    done = graphtune("approve", thread, "--comment", "ship it", "--as", "dana", db=db)
+    assert "promoted" in done.stdout
+    with open_config_store(db) as store:
+        assert store.active("toy").config["answer"]["quality"] == "good"
+        entry = store.history("toy")[0]
+        assert (entry.action, entry.actor, entry.reason) == ("promote", "dana", "ship it")
+    assert json.loads(graphtune("pending", "--json", db=db).stdout) == []
+
+    again = graphtune("approve", thread, db=db, check=False)
+    assert again.returncode == 2 and "not waiting for approval" in again.stderr
+
+
+def test_reject_from_the_cli_keeps_the_active_version(tmp_path, weak_toy_spec):
+    db = f"sqlite:///{tmp_path}/graphtune.db"
+    parked = json.loads(graphtune("tune", "--spec", str(weak_toy_spec.path), "--no-input", "--batch-size", "2",
+                                  "--seed", "3", "improve toy accuracy; try 2 candidates, at most 1 round", db=db).stdout)
+    graphtune("reject", parked["thread_id"], "-m", "too risky", db=db)
+    with open_config_store(db) as store:
+        assert store.active("toy").version == 1
+        assert store.history("toy")[0].action == "reject"
+
+
+def test_tune_without_a_request_or_spec_is_a_clear_error(tmp_path):
+    done = graphtune("tune", db=f"sqlite:///{tmp_path}/g.db", check=False)
+    assert done.returncode == 2 and "say what to tune" in done.stderr
