@@ -167,7 +167,7 @@ def run_demo(
             outcome = run.outcome or {}
             result["outcome"] = outcome
             console.rule("[bold]5. Outcome and config history")
-            _show_outcome(console, outcome, run.values)
+            _show_outcome(console, url, outcome, run.values)
             _show_history(console, url)
 
             # -- 6 -------------------------------------------------------------------------------
@@ -211,7 +211,7 @@ def _settings_line(url: str, version: int | None) -> str:
     return f"[dim]active config v{active.version}: {escape(settings)}[/dim]"
 
 
-def _show_outcome(console: Console, outcome: dict, values: dict) -> None:
+def _show_outcome(console: Console, url: str, outcome: dict, values: dict) -> None:
     from graphtune.backends.configs import open_config_store
     from graphtune.tuning.configs import config_diff, format_diff
 
@@ -223,7 +223,7 @@ def _show_outcome(console: Console, outcome: dict, values: dict) -> None:
         console.print("No candidate was worth approving, so nothing changed; the decision said why: "
                       f"{escape(str(decision.get('reason', 'n/a')))}")
     if status == "promoted" and outcome.get("from_version"):
-        with open_config_store(os.environ.get("GRAPHTUNE_DATABASE_URL")) as store:
+        with open_config_store(url) as store:
             old = store.get(WORKFLOW, outcome["from_version"]).config
             new = store.get(WORKFLOW, outcome["version"]).config
         console.print(f"v{outcome['from_version']} → v{outcome['version']}:")

@@ -27,7 +27,12 @@ async def open_checkpointer(url: str | None = None) -> AsyncIterator[BaseCheckpo
         path = path_from_url(url, "sqlite")
         if path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        async with AsyncSqliteSaver.from_conn_string(path) as saver:
+        import aiosqlite
+
+        # graphtune's own SQLite writers wait 30 s for the file's lock; the checkpointer waits as long
+        # (aiosqlite's default is 5 s), so a busy moment under load is a wait, not a failed run
+        async with aiosqlite.connect(path, timeout=30) as conn:
+            saver = AsyncSqliteSaver(conn)
             await saver.setup()
             yield saver
     elif url.startswith(("postgresql://", "postgres://")):

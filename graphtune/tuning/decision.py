@@ -164,7 +164,25 @@ def guardrail_check(candidate: EvalReport, baseline: EvalReport, guardrail: Guar
     check.headroom = (check.limit - check.candidate) / slack if slack else None
     ratio = f" ({check.candidate / check.baseline:.2f}x baseline)" if g.max_ratio is not None and check.baseline else ""
     check.detail = f"{format_number(check.candidate)}{ratio} vs limit {format_number(check.limit)}"
+    if not check.passed and g.max_ratio is not None:
+        _within_noise(check, candidate, baseline, g)
     return check
+
+
+def _within_noise(check: GuardrailCheck, candidate: EvalReport, baseline: EvalReport, g: Guardrail) -> None:
+    """A ratio limit broken in point estimate only counts once the paired 95% interval is past it too.
+
+    Latency measured while several configs run at once moves by 10-50% between identical configs;
+    a point estimate over the limit is then a risk for the approver to weigh, not a verdict.
+    """
+    base, cand = _pairs(candidate, baseline, g.metric)
+    if len(base) < 2:
+        return
+    _, low, _ = _difference(base, cand, g.statistic)
+    if low is not None and check.baseline is not None and check.baseline + low <= check.limit:
+        check.passed = True
+        check.detail += (f"; over the limit in point estimate but within noise (95% CI of the change "
+                         f"reaches {format_number(check.baseline + low)})")
 
 
 def guardrail_checks(candidate: EvalReport, baseline: EvalReport, guardrails: list[Guardrail]) -> list[GuardrailCheck]:
@@ -363,6 +381,10 @@ def decide(state: dict, now: float | None = None) -> Decision:
         return Decision(round=round_, goal=goal.describe(), next="finish", exhausted=exhausted, spent=spent,
                         reason="the baseline has no eval report, so no candidate can be compared: nothing to approve")
     base_report = _report(base_raw)
+    if not base_report.results:
+        return Decision(round=round_, goal=goal.describe(), next="finish", exhausted=exhausted, spent=spent,
+                        reason=f"the baseline could not be evaluated ({base_report.stop_reason or 'no results'}), "
+                               "so no candidate can be compared: nothing to approve")
 
     comparisons: list[Comparison] = []
     skipped: list[str] = []

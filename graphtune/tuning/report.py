@@ -204,9 +204,9 @@ def format_report(report: ApprovalReport) -> str:
     cand = report.candidate
     lines = [f"## Tuning report: {report.workflow} — candidate {cand['id']}", ""]
     if report.request_text:
-        lines.append(f"Request: {report.request_text}")
+        lines += [f"- **Request:** {report.request_text}"]
     version = f"version {report.baseline_version}" if report.baseline_version is not None else "the active config"
-    lines += [f"Goal: {report.goal}, against {version}.", f"Recommendation: {report.decision_reason}", ""]
+    lines += [f"- **Goal:** {report.goal}, against {version}.", f"- **Recommendation:** {report.decision_reason}", ""]
     lines += ["### Change", "", f"Proposed by {cand.get('proposer') or 'unknown'} in round {cand.get('round')}."]
     if cand.get("rationale"):
         lines.append(f"Why: {cand['rationale']}")

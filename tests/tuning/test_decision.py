@@ -17,6 +17,7 @@ from graphtune.spec import Guardrail
 from graphtune.tuning.configs import config_hash, set_path
 from graphtune.tuning.decision import (
     Decision,
+    guardrail_check,
     budget_left,
     budget_spent,
     compare,
@@ -396,3 +397,27 @@ def test_decision_round_trips_as_json():
     decision = decide(make_state([("c1", 1, variant(base, gain=0.45))], base=base), now=NOW)
     again = Decision.model_validate_json(decision.model_dump_json())
     assert again == decision and again.pareto == decision.pareto
+
+
+def test_a_ratio_limit_broken_only_within_noise_passes_with_the_doubt_stated():
+    """Latency measured under load jitters: over 1.2x in point estimate, but the paired interval reaches below it."""
+    rng = random.Random(6)
+    base = baseline_scores(n=60)
+    noisy = dict(base, latency_ms=[v * rng.uniform(0.75, 1.5) for v in base["latency_ms"]])
+    rail = Guardrail(metric="latency_ms", statistic="p95", max_ratio=1.2)
+    check = guardrail_check(make_report(noisy), make_report(base), rail)
+    assert check.candidate > check.limit  # broken in point estimate
+    assert check.passed is True and "within noise" in check.detail
+    assert check.near_limit()
+
+    clearly = guardrail_check(make_report(variant(base, latency=1.6)), make_report(base), rail)
+    assert clearly.passed is False and "within noise" not in clearly.detail
+
+
+def test_a_failed_baseline_evaluation_ends_the_run_saying_why():
+    state = make_state([])
+    base_hash = state["baseline"]["config_hash"]
+    state["evals"][base_hash] = dict(state["evals"][base_hash], results=[], summary={}, stopped_early=True,
+                                     stop_reason="evaluation failed: OperationalError: database is locked")
+    decision = decide(state)
+    assert decision.next == "finish" and "database is locked" in decision.reason
