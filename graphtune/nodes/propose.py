@@ -40,7 +40,7 @@ from graphtune.tuning.llm_proposer import (
 )
 from graphtune.tuning.request import TuningRequest
 from graphtune.tuning.search import Observation as SearchObservation
-from graphtune.tuning.search import SearchProposer
+from graphtune.tuning.search import SearchProposer, focus_from_hot_spots
 from graphtune.tuning.space import SearchSpace
 
 MAX_ERROR_CHARS = 300
@@ -94,7 +94,10 @@ async def propose(state: ControllerState, runtime: Runtime[ControllerContext]) -
                                                 model_available=workflow_model)
         update["controller_usage"] = [{"step": "propose", **usage}]
 
-    search = await _search(space, request, ctx, baseline, base_tried, tried, known, n - len(llm), workflow_model)
+    observation = _observation(state.get("observation"))
+    hot_spots = [(h.node, h.severity) for h in observation.hot_spots] if observation else []
+    search = await _search(space, request, ctx, baseline, base_tried, tried, known, n - len(llm), workflow_model,
+                           hot_spots)
     next_id = 1 + sum(1 for c in earlier if c.id.startswith("c"))
     records = [
         CandidateRecord(id=f"c{next_id + i}", round=round_, proposer=a.candidate.proposer, mutations=a.candidate.mutations,
@@ -161,8 +164,9 @@ async def _ask_model(ctx: ControllerContext, prompt: str, n: int, **screening: A
 # -- the search proposer ------------------------------------------------------------------------
 async def _search(space: SearchSpace, request: TuningRequest, ctx: ControllerContext, baseline: CandidateRecord,
                   base_tried: TriedConfig, tried: list[TriedConfig], known: dict[str, str], n: int,
-                  workflow_model: bool) -> list[Accepted]:
-    """Up to n Optuna candidates, warm-started from every evaluated config, none already known."""
+                  workflow_model: bool, hot_spots: list[tuple[str, float]]) -> list[Accepted]:
+    """Up to n search candidates, warm-started from every evaluated config, none already known;
+    the local start moves the tunables that name production hot spots first."""
     if n <= 0:
         return []
     history = [SearchObservation(config=t.config, score=t.value if t.value is not None else math.nan,
@@ -172,7 +176,8 @@ async def _search(space: SearchSpace, request: TuningRequest, ctx: ControllerCon
     evaluated = {t.config_hash for t in [base_tried, *tried] if t.evaluated}
     unknown_to_search = sum(1 for h in known if h not in evaluated)
     searcher = SearchProposer(space, direction=request.goal.direction, seed=ctx.seed, model_available=workflow_model)
-    proposals = await asyncio.to_thread(searcher.propose, baseline.config, history, n + unknown_to_search)
+    focus = focus_from_hot_spots([p.path for p in searcher.params], hot_spots)
+    proposals = await asyncio.to_thread(searcher.propose, baseline.config, history, n + unknown_to_search, focus)
     return screen(proposals, space=space, base_config=baseline.config, known=known, proposer="optuna", limit=n,
                   model_available=workflow_model).accepted
 

@@ -25,6 +25,11 @@ Choices about Optuna:
   running trial, so the liar sees what was actually proposed.
 - The sampler's seed is derived from ``seed`` and the history's content: the same seed and history
   give the same candidates, while a grown history does not replay the same random start points.
+- Local start. Until TPE has enough finished trials to model, a random point changes most tunables
+  at once and tells little. Instead the start phase proposes neighbours of the best feasible config
+  so far (the baseline at first): one or two tunables moved a few steps, flipped or re-chosen. The
+  tunables to move are drawn with ``focus`` weights, so the ones that name a production hot spot
+  (``focus_from_hot_spots``) are tried first. Every result still warm-starts TPE afterwards.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ import hashlib
 import logging
 import math
 import random
+import re
 import threading
 import warnings
 from contextlib import contextmanager
@@ -125,8 +131,12 @@ class SearchProposer:
                                  else min(10, max(4, len(self.params) + 1)))
         self._distributions = {p.path: p.distribution for p in self.params}
 
-    def propose(self, base_config: dict, history: list[Observation], n: int) -> list[Candidate]:
-        """Up to n new valid candidates (as mutations of base_config), none equal to a config in history or to each other."""
+    def propose(self, base_config: dict, history: list[Observation], n: int,
+                focus: dict[str, float] | None = None) -> list[Candidate]:
+        """Up to n new valid candidates (as mutations of base_config), none equal to a config in history or to each other.
+
+        ``focus``: tunable path -> weight (default 1) for the local start's choice of what to move.
+        """
         if n <= 0 or not self.params:
             return []
         call_seed = self._call_seed(history)
@@ -135,6 +145,8 @@ class SearchProposer:
         with _quiet_optuna():
             study = self._new_study(call_seed)
             used, skipped = self._warm_start(study, history)
+            if used < self.n_startup_trials:
+                return self._local_start(base_config, history, n, seen, random.Random(call_seed), focus or {})
             rationale = self._rationale(used, skipped)
             for _ in range(max(_MIN_ASKS, _ASKS_PER_CANDIDATE * n)):
                 if len(candidates) == n:
@@ -161,6 +173,36 @@ class SearchProposer:
         return candidates
 
     # -- internals -------------------------------------------------------------------------------
+
+    def _local_start(self, base_config: dict, history: list[Observation], n: int, seen: set[str],
+                     rng: random.Random, focus: dict[str, float]) -> list[Candidate]:
+        """Neighbours of the best feasible config so far: one or two tunables moved (see the module docstring)."""
+        good = [o for o in history if o.feasible and math.isfinite(o.score) and isinstance(o.config, dict)]
+        sign = 1.0 if self.direction == "maximize" else -1.0
+        best = max(good, key=lambda o: sign * o.score).config if good else base_config
+        weights = [max(focus.get(p.path, 1.0), 0.0) or 0.01 for p in self.params]
+        from_baseline = best is base_config or _config_key(best, self.params) == _config_key(base_config, self.params)
+        where = "the baseline" if from_baseline else "the best config so far"
+        candidates: list[Candidate] = []
+        for _ in range(max(_MIN_ASKS, _ASKS_PER_CANDIDATE * n) * 2):
+            if len(candidates) == n:
+                break
+            count = 1 if rng.random() < 0.6 or len(self.params) == 1 else 2
+            moved = _weighted_sample(self.params, weights, count, rng)
+            config = best
+            for param in moved:
+                config = set_path(config, param.path, _nearby(param, get_path(config, param.path, None), rng))
+            config = self._repair(config, rng)
+            if config is None or _config_key(config, self.params) in seen:
+                continue
+            what = ", ".join(p.path for p in moved)
+            candidate = self._candidate(base_config, config, f"local start: {what} moved from {where} "
+                                                             f"({len(history)} earlier results; TPE models from {self.n_startup_trials})")
+            if candidate is None:
+                continue
+            seen.add(_config_key(config, self.params))
+            candidates.append(candidate)
+        return candidates
 
     def _new_study(self, call_seed: int) -> optuna.Study:
         with warnings.catch_warnings():
@@ -265,6 +307,66 @@ class SearchProposer:
         for observation in history:
             digest.update(f"|{_safe_hash(observation.config)}:{observation.score!r}:{observation.feasible}".encode())
         return int.from_bytes(digest.digest()[:4], "big")
+
+
+def _weighted_sample(params: list[_Param], weights: list[float], count: int, rng: random.Random) -> list[_Param]:
+    pool, chosen = list(zip(params, weights)), []
+    for _ in range(min(count, len(pool))):
+        total = sum(w for _, w in pool)
+        pick = rng.uniform(0, total)
+        for index, (param, weight) in enumerate(pool):
+            pick -= weight
+            if pick <= 0 or index == len(pool) - 1:
+                chosen.append(param)
+                pool.pop(index)
+                break
+    return chosen
+
+
+def _nearby(param: _Param, value: Any, rng: random.Random) -> Any:
+    """A different value near ``value``: a flip, another choice, or a few steps (sometimes a jump) away."""
+    domain = param.domain
+    if isinstance(domain, BoolDomain):
+        return not bool(value)
+    if isinstance(domain, ChoiceDomain):
+        others = [v for v in domain.values if not _same(v, value)]
+        return rng.choice(others) if others else value
+    low, high = domain.low, domain.high
+    current = value if isinstance(value, (int, float)) and not isinstance(value, bool) else (low + high) / 2
+    if rng.random() < 0.3:
+        raw = rng.uniform(low, high) if not domain.log else math.exp(rng.uniform(math.log(low), math.log(high)))
+    elif domain.log:
+        raw = current * rng.choice([0.25, 0.5, 2.0, 4.0])
+    else:
+        step = domain.step or (1 if isinstance(domain, IntDomain) else (high - low) / 10)
+        raw = current + rng.choice([-3, -2, -1, 1, 2, 3]) * step
+    raw = min(max(raw, low), high)
+    return param.from_optuna(round(raw) if isinstance(domain, IntDomain) else raw)
+
+
+_GENERIC_TOKENS = {"the", "and", "with", "node", "nodes", "agent", "enabled", "run"}
+
+
+def _tokens(text: str) -> set[str]:
+    return {t for t in re.split(r"[^a-z0-9]+", text.lower()) if len(t) >= 3 and t not in _GENERIC_TOKENS}
+
+
+def focus_from_hot_spots(paths: list[str], hot_spots: list[tuple[str, float]]) -> dict[str, float]:
+    """Weights for the local start from production hot spots (node name, severity): a tunable whose
+    path names a hot node (a path segment equal to the node's name) gets its severity, one sharing a
+    word with it half of that. Generic on purpose: only names, no rules for any workflow."""
+    focus: dict[str, float] = {}
+    for path in paths:
+        segments = set(path.lower().split("."))
+        words = set().union(*(_tokens(seg) for seg in segments))
+        weight = 1.0
+        for node, severity in hot_spots:
+            if node.lower() in segments:
+                weight += max(severity, 1.0)
+            elif _tokens(node) & words:
+                weight += max(severity, 1.0) / 2
+        focus[path] = weight
+    return focus
 
 
 def _distribution(domain) -> BaseDistribution:

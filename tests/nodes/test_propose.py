@@ -179,7 +179,8 @@ def test_offline_optuna_is_the_whole_proposer_and_says_so():
     state = make_state(obs=False)
     out = run(state, ControllerContext(model=None, batch_size=4))
     assert [c["proposer"] for c in out["candidates"]] == ["optuna"] * 4
-    assert all(c["rationale"].startswith("random start sample") for c in out["candidates"])
+    assert all(c["rationale"].startswith("local start:") for c in out["candidates"])
+    assert all(len(c["mutations"]) <= 3 for c in out["candidates"])  # one or two moves (plus a constraint repair)
     assert_valid_and_new(out, state)
     assert out["controller_usage"] == [] and out["rejected_proposals"] == []
     text = out["messages"][0].content
@@ -269,9 +270,9 @@ def test_the_search_history_uses_the_request_goal_and_guardrails(monkeypatch):
     seen = {}
 
     class Spy(node.SearchProposer):
-        def propose(self, base_config, history, n):
+        def propose(self, base_config, history, n, focus=None):
             seen["direction"], seen["history"] = self.direction, history
-            return super().propose(base_config, history, n)
+            return super().propose(base_config, history, n, focus)
 
     monkeypatch.setattr(node, "SearchProposer", Spy)
     fast = record("c1", 1, rag__top_k=1)
@@ -322,3 +323,13 @@ def test_real_chat_openai_reply_that_is_not_json_is_retried_over_http(monkeypatc
     assert out["rejected_proposals"][0]["reasons"][0].startswith("malformed output: ")
     assert "malformed output" in requests[1]["messages"][-1]["content"]
     assert [c["config"]["rag"]["rerank"] for c in out["candidates"]] == [True]
+
+
+def test_the_local_start_moves_the_tunables_that_name_hot_spots_first():
+    """Offline and trace-informed: a hot production node makes its own tunables the first ones moved."""
+    state = make_state()
+    spot = state["observation"]["hot_spots"][0]
+    state["observation"]["hot_spots"] = [dict(spot, node="summary", severity=9.0)]
+    out = run(state, ControllerContext(model=None, batch_size=4, seed=1))
+    moved = [m["path"] for c in out["candidates"] for m in c["mutations"]]
+    assert sum(path.startswith("nodes.summary") for path in moved) >= 2, moved
