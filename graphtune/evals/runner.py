@@ -12,6 +12,7 @@ import asyncio
 import contextvars
 import heapq
 import itertools
+import math
 import time
 import uuid
 from collections.abc import Mapping
@@ -118,6 +119,39 @@ def stop_reason(mine: Mapping[str, float], reference: Mapping[str, float], metri
     return ""
 
 
+RACE_RUNGS = (0.25, 0.5)  # successive halving: keep the better half at 25% of the examples, a quarter at 50%
+RACE_MIN_EXAMPLES = 20  # a rung earlier than this says too little to rank on
+
+
+def race_stop(mine: Mapping[str, float], peers: list[Mapping[str, float]], direction: Literal["maximize", "minimize"],
+              total: int, metric: str, rungs: tuple[float, ...] = RACE_RUNGS) -> str:
+    """Why a config should stop now in a race against the configs evaluated beside it, or "".
+
+    Successive halving (as in Hyperband): at each rung the configs that have reached it are ranked
+    by their mean on the examples all of them have scored; those below the kept share stop. Ties
+    keep everyone. A batch of four keeps two at 25% of the examples and one at 50%.
+    """
+    sign = 1.0 if direction == "maximize" else -1.0
+    for level, fraction in reversed(list(enumerate(rungs))):
+        k = max(RACE_MIN_EXAMPLES, math.ceil(fraction * total))
+        if len(mine) < k or k >= total:
+            continue
+        racers = [mine] + [p for p in peers if len(p) >= k]
+        if len(racers) < 2:
+            return ""
+        common = set(mine).intersection(*racers[1:])
+        if len(common) < RACE_MIN_EXAMPLES:
+            return ""
+        means = [sum(r[i] for i in common) / len(common) for r in racers]
+        keep = max(1, math.ceil(len(racers) / 2 ** (level + 1)))
+        rank = 1 + sum(1 for m in means[1:] if sign * (m - means[0]) > 1e-12)
+        if rank > keep:
+            return (f"ranked {rank} of {len(racers)} configs of its batch on {metric} after {len(common)} shared examples "
+                    f"(successive halving keeps {keep})")
+        return ""
+    return ""
+
+
 class _UsageCounter(UsageMetadataCallbackHandler):
     """Token usage per model, counted inline: a sync handler otherwise costs a thread hop per callback."""
 
@@ -219,9 +253,11 @@ class EvalRunner:
         on_result: Callable[[ExampleResult], None] | None = None,
         stop_on: tuple[str, Literal["maximize", "minimize"]] | None = None,
         reference_name: str = "the baseline",
+        should_stop: Callable[[dict[str, ExampleResult], int], str] | None = None,
     ) -> EvalReport:
         """Evaluate ``config``; with ``baseline``, stop early once clearly worse than it on ``stop_on``
-        (metric, direction; default the spec's objective), checked every ``check_every`` fresh results."""
+        (metric, direction; default the spec's objective), checked every ``check_every`` fresh results.
+        ``should_stop(results, total)`` adds a rule of the caller's (a race against parallel configs), checked as often."""
         spec = self.spec
         config = spec.config if config is None else config
         dataset = dataset or await asyncio.to_thread(load_dataset, spec.dataset_path(), spec.evals.datasets[0].name)
@@ -252,8 +288,11 @@ class EvalRunner:
                     await asyncio.to_thread(self.cache.put, key, result.example_id, result.model_dump(exclude={"cached"}))
                 if on_result:
                     on_result(result)
-                if baseline is not None and fresh % check_every == 0 and len(results) < len(examples):
-                    stopped = self._stop_reason(results, baseline, stop_on, reference_name)
+                if fresh % check_every == 0 and len(results) < len(examples):
+                    if baseline is not None:
+                        stopped = self._stop_reason(results, baseline, stop_on, reference_name)
+                    if not stopped and should_stop is not None:
+                        stopped = should_stop(results, len(examples))
                     if stopped:
                         break
         finally:

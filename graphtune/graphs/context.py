@@ -43,6 +43,7 @@ class ControllerContext:
     eval_limit: int | None = None  # examples per candidate; None = the whole dataset
     concurrency: int | None = None  # one limit shared by every parallel eval; None = the spec's
     check_every: int = 10  # early-stopping check after this many fresh results
+    race: bool = True  # candidates of one batch race (successive halving); False evaluates each fully
     seed: int = 0
     observe_window: str | None = None  # None = the spec's observe.window
     # tests and benchmarks plug in here; the product leaves them unset

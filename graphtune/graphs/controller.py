@@ -62,7 +62,7 @@ def dispatch(state: ControllerState, config: RunnableConfig) -> list[Send] | Lit
     """One evaluate task per config not measured yet: the baseline (round one) and this round's candidates.
 
     Losers are stopped against the baseline while it runs beside them, later against the best
-    config so far.
+    config so far; the batch's candidates also race each other (``ControllerContext.race``).
     """
     request = TuningRequest.model_validate(state["request"])
     evals = state.get("evals", {})
@@ -80,11 +80,24 @@ def dispatch(state: ControllerState, config: RunnableConfig) -> list[Send] | Lit
         name = "the baseline" if digest == baseline.config_hash else "the best config so far"
         reference = {"reference_hash": digest, "reference_name": name,
                      "reference_scores": best.scores_by_example(request.goal.metric)}
-    for raw in state.get("candidates", []):
-        if raw["round"] == state.get("round") and raw["config_hash"] not in evals and raw["id"].startswith("c"):
-            candidate = CandidateRecord.model_validate(raw)
-            tasks.append(Send("evaluate", EvalTask(candidate=candidate, **common, **reference).model_dump(mode="json")))
+    batch = [CandidateRecord.model_validate(raw) for raw in state.get("candidates", [])
+             if raw["round"] == state.get("round") and raw["config_hash"] not in evals and raw["id"].startswith("c")]
+    racing = ctx.race if (ctx := _context(config)) is not None else True
+    peers = [c.config_hash for c in batch] if racing and len(batch) > 1 else []
+    for candidate in batch:
+        task = EvalTask(candidate=candidate, **common, **reference, peers=peers)
+        tasks.append(Send("evaluate", task.model_dump(mode="json")))
     return tasks or "decide"
+
+
+def _context(config: RunnableConfig) -> ControllerContext | None:
+    """The run's context inside a routing function (nodes get it as ``runtime.context``)."""
+    from langgraph.runtime import get_runtime
+
+    try:
+        return get_runtime(ControllerContext).context
+    except Exception:  # outside a run (tests calling dispatch directly)
+        return None
 
 
 def after_intake(state: ControllerState) -> Literal["observe", "record"]:

@@ -53,6 +53,7 @@ class EvalTask(BaseModel):
     reference_scores: dict[str, float] | None = Field(
         None, description="Per-example objective scores of the reference when already known; else read live")
     reference_name: str = "the baseline"
+    peers: list[str] = Field(default_factory=list, description="Config hashes evaluated beside this one in a race (successive halving)")
     stop_metric: str = Field(description="The goal's metric: losers are stopped on its per-example scores")
     direction: Literal["maximize", "minimize"]
 

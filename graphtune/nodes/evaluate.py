@@ -2,8 +2,10 @@
 
 All tasks of one controller run share one ``EvalRunner`` and so one concurrency limit, one result
 cache and one recorder. A task stops early once its config is clearly worse than the reference
-(the baseline in round one, the best config so far later) on paired examples. When the reference
-runs in the same step, its scores are read live as they arrive, so nothing waits for it to finish.
+(the baseline in round one, the best config so far later) on paired examples, or once it falls
+behind in the race with the other candidates of its batch (successive halving: half go on at 25%
+of the examples, a quarter at 50%). Scores of configs running in the same step are read live as
+they arrive, so nothing waits for anything to finish.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from collections import OrderedDict
 from langchain_core.messages import AIMessage
 from langgraph.runtime import Runtime
 
-from graphtune.evals.runner import EvalReport, EvalRunner
+from graphtune.evals.runner import EvalReport, EvalRunner, race_stop
 from graphtune.graphs.context import ControllerContext
 from graphtune.graphs.state import EvalTask
 from graphtune.spec import load_spec
@@ -97,6 +99,11 @@ async def evaluate(payload: dict, runtime: Runtime[ControllerContext]) -> dict:
         if value is not None:
             mine[result.example_id] = value
 
+    peers = [live_scores(task.thread_id, digest) for digest in task.peers if digest != candidate.config_hash]
+
+    def race(results, total: int) -> str:
+        return race_stop(mine, peers, task.direction, total, metric) if peers else ""
+
     reference = None
     if task.reference_hash and task.reference_hash != candidate.config_hash:
         reference = task.reference_scores if task.reference_scores is not None else live_scores(task.thread_id, task.reference_hash)
@@ -108,7 +115,7 @@ async def evaluate(payload: dict, runtime: Runtime[ControllerContext]) -> dict:
             candidate.config, config_version=version, variant=candidate.id, limit=ctx.eval_limit,
             baseline=reference, check_every=ctx.check_every, on_result=on_result,
             stop_on=(metric, task.direction),
-            reference_name=task.reference_name,
+            reference_name=task.reference_name, should_stop=race,
         )
     except Exception as error:  # one broken candidate never ends the tuning run
         report = _failed(task, error)

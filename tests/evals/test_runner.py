@@ -150,3 +150,27 @@ def test_fair_limit_admits_waiting_runs_by_position_and_survives_cancellation():
     limit = asyncio.run(main())
     assert order == ["a0", "b0", "a1", "b1", "a2", "b2"]
     assert limit._free == 1 and not limit._waiting
+
+
+def test_race_stop_keeps_the_better_half_at_each_rung():
+    from graphtune.evals.runner import race_stop
+
+    def scores(mean_hits: int, n: int) -> dict[str, float]:
+        return {f"e{i:03d}": 1.0 if i % 10 < mean_hits else 0.0 for i in range(n)}
+
+    best, good, fair, poor = scores(9, 30), scores(7, 30), scores(5, 30), scores(3, 30)
+    # 100 examples: the first rung is at 25, all four have 30 -> two go on
+    assert race_stop(best, [good, fair, poor], "maximize", 100, "contains") == ""
+    assert race_stop(good, [best, fair, poor], "maximize", 100, "contains") == ""
+    stopped = race_stop(fair, [best, good, poor], "maximize", 100, "contains")
+    assert "ranked 3 of 4" in stopped and "keeps 2" in stopped and "30 shared examples" in stopped
+    # lower is better: the same ranks turned around
+    assert race_stop(poor, [best, good, fair], "minimize", 100, "latency_ms") == ""
+    # second rung (50): of those that reached it, one goes on
+    best50, good50 = scores(9, 50), scores(7, 50)
+    assert "keeps 1" in race_stop(good50, [best50, fair, poor], "maximize", 100, "contains")
+    # ties keep everyone; a lone config, too few examples or a peer not there yet never stop
+    assert race_stop(scores(5, 30), [scores(5, 30)], "maximize", 100, "contains") == ""
+    assert race_stop(poor, [], "maximize", 100, "contains") == ""
+    assert race_stop(scores(3, 10), [scores(9, 10)], "maximize", 40, "contains") == ""
+    assert race_stop(poor, [scores(9, 10)], "maximize", 100, "contains") == ""
