@@ -14,14 +14,12 @@ of every grid config's eval, and a runner that serves evals from that table.
   before in this run is a cache hit, free, as with the real cache) and logging every evaluation.
 
 Latency is measured, not simulated, and the spec guards p95 latency at 1.2x the shipped config's, so
-how the grid is measured matters. On this project's 2-core machines, one runner at concurrency 16
-is CPU-bound: the event loop's queue dominates latency, and the shipped config's p95 varies by
-+-20-40% between two runs of the same config, which turns the guardrail into a coin flip. The grid
-is therefore measured with several worker processes, each running ``in_flight`` configs at once,
-one example at a time per config: queueing stays small (p95 within a few percent between runs) at
-the price of a longer one-time build. Each worker also re-measures the shipped config once, uncached,
-in the middle of its share; those p95s are kept beside the cache (``grid_meta.json``) as the noise
-figure of the table's latency.
+how the grid is measured matters. On this project's shared 2-core machines one runner at concurrency
+16 is CPU-bound (the event loop's queue dominates latency), and even at low concurrency two runs of
+the shipped config minutes apart differed by up to 50% in p95: compared across minutes, the
+guardrail decides at random. So configs are measured in blocks, each beside a run of the shipped
+config, one example at a time per config, and latencies are compared through that paired run (see
+``build_table``).
 """
 
 from __future__ import annotations
@@ -165,10 +163,12 @@ class GridTable:
         return {h for h in self.points if self.reaches(h)}
 
 
-def _meta_path(cache_url: str) -> Path:
+def _blocks_path(cache_url: str) -> Path:
     from graphtune.backends.traces import path_from_url
 
-    return Path(path_from_url(cache_url, "sqlite")).with_name("grid_meta.json")
+    if not cache_url.startswith("sqlite"):
+        raise ValueError(f"the grid cache must be a sqlite:/// URL (its block notes live beside the file), got {cache_url!r}")
+    return Path(path_from_url(cache_url, "sqlite")).with_name("grid_blocks")
 
 
 def _grid_key(spec: WorkflowSpec, dataset: Dataset, configs: list[dict]) -> str:
@@ -178,9 +178,33 @@ def _grid_key(spec: WorkflowSpec, dataset: Dataset, configs: list[dict]) -> str:
     return digest.hexdigest()[:16]
 
 
-def build_table(spec: WorkflowSpec, *, cache_url: str = GRID_CACHE_URL, workers: int = 2, in_flight: int = 8,
+def _read_blocks(directory: Path, key: str) -> list[dict]:
+    """The measured blocks of this grid, from every worker's notes (one JSON line per block)."""
+    blocks = []
+    lines = [line for path in sorted(directory.glob("worker*.jsonl")) for line in path.read_text(encoding="utf-8").splitlines()]
+    for line in lines:
+        try:
+            block = json.loads(line)
+        except json.JSONDecodeError:  # a line cut short by a crash
+            continue
+        if block.get("grid_key") == key:
+            blocks.append(block)
+    return sorted(blocks, key=lambda b: b["finished"])
+
+
+def build_table(spec: WorkflowSpec, *, cache_url: str = GRID_CACHE_URL, workers: int = 2, block_size: int = 7,
                 log: Callable[[str], None] = lambda _: None) -> GridTable:
-    """Every grid config's report, evaluating into the cache only what it does not hold yet."""
+    """Every grid config's report; only configs the cache (and its block notes) do not hold are measured.
+
+    Measuring: each worker process runs blocks of ``block_size`` configs together with one run of the
+    spec's config, all at once, one example at a time per config, uncached; the results go into the
+    cache and the block's baseline run into ``grid_blocks/`` beside it. The table's baseline is
+    the block baseline run with the median p95 latency (B); a config measured beside a baseline run of
+    p95 b has its latencies scaled by B / b. The paired design of DESIGN.md: the machines are shared,
+    and load drifts within a minute, so latencies measured minutes apart are compared through the run
+    measured beside them. Without it, two runs of the same config differ by up to 50% in p95 latency
+    on a loaded 2-core machine, and the 1.2x p95 guardrail decides at random.
+    """
     from graphtune.backends.eval_cache import CacheKey, open_eval_cache
     from graphtune.evals.runner import EvalRunner
 
@@ -188,87 +212,115 @@ def build_table(spec: WorkflowSpec, *, cache_url: str = GRID_CACHE_URL, workers:
     configs = grid_configs(spec)
     dataset = load_dataset(spec.dataset_path(), spec.evals.datasets[0].name)
     ids = [e.id for e in dataset.examples]
+    base_hash = config_hash(spec.config)
     key = _grid_key(spec, dataset, configs)
-    meta_path = _meta_path(cache_url) if cache_url.startswith("sqlite") else None
-    with open_eval_cache(cache_url) as cache:
-        missing = [c for c in configs
-                   if len(cache.get_many(CacheKey(config_hash(c), dataset.hash, EVALUATOR_VERSION), ids)) < len(ids)]
+    blocks_path = _blocks_path(cache_url)
     started = time.perf_counter()
-    meta: dict = {}
-    if meta_path and meta_path.exists():
-        stored = json.loads(meta_path.read_text())
-        meta = stored if stored.get("grid_key") == key else {}
+    measured = {h for b in _read_blocks(blocks_path, key) for h in b["configs"]}
+    with open_eval_cache(cache_url) as cache:
+        missing = [c for c in configs if config_hash(c) != base_hash and (
+            config_hash(c) not in measured
+            or len(cache.get_many(CacheKey(config_hash(c), dataset.hash, EVALUATOR_VERSION), ids)) < len(ids))]
     if missing:
-        log(f"grid: evaluating {len(missing)} of {len(configs)} configs into {cache_url} "
-            f"({workers} workers x {in_flight} configs in flight, one example at a time per config) ...")
-        probes = _fill(spec, missing, cache_url, workers=workers, in_flight=in_flight, log=log)
-        meta = {"grid_key": key, "build_seconds": round(time.perf_counter() - started, 1), "workers": workers,
-                "in_flight": in_flight, "baseline_p95_rechecks_ms": sorted(probes)}
-        if meta_path:
-            meta_path.write_text(json.dumps(meta, indent=2))
+        log(f"grid: measuring {len(missing)} of {len(configs)} configs into {cache_url}: {workers} workers, blocks of "
+            f"{block_size} configs beside one run of the shipped config, one example at a time per config ...")
+        _fill(spec, missing, cache_url, key, workers=workers, block_size=block_size, log=log)
+    blocks = _read_blocks(blocks_path, key)
+    if not blocks:
+        raise RuntimeError(f"{blocks_path}: no measured blocks for this grid; delete the grid cache and run again")
+    ordered = sorted(blocks, key=lambda b: b["baseline_p95_ms"])
+    reference = ordered[(len(ordered) - 1) // 2]
+    with open_eval_cache(cache_url) as cache:  # the table's baseline: the median block baseline run
+        for result in reference["baseline_results"]:
+            cache.put(CacheKey(base_hash, dataset.hash, EVALUATOR_VERSION), result["example_id"], result)
+    factors = {base_hash: 1.0}
+    for block in blocks:  # later blocks win (a config measured again after a crash)
+        factors.update({h: reference["baseline_p95_ms"] / block["baseline_p95_ms"] for h in block["configs"]})
 
     async def read_all() -> dict[str, EvalReport]:
         with open_eval_cache(cache_url) as cache:
-            runner = EvalRunner(spec, cache=cache, concurrency=in_flight)  # evaluates only what is still missing
+            runner = EvalRunner(spec, cache=cache)
             return {config_hash(c): await runner.run(c, dataset=dataset) for c in configs}
 
-    reports = asyncio.run(read_all())
-    base_hash = config_hash(spec.config)
+    reports = {h: _scaled(spec, r, factors[h]) for h, r in asyncio.run(read_all()).items()}
     base = reports[base_hash]
     metric, statistic = spec.objective.metric, "mean"
     points = {h: GridPoint(config=c, config_hash=h, report=reports[h], score=reports[h].value(metric, statistic),
                            feasible=feasible(reports[h], base, spec.guardrails))
               for h, c in ((config_hash(c), c) for c in configs)}
+    meta = {"blocks": len(blocks), "baseline_p95_runs_ms": [round(b["baseline_p95_ms"], 1) for b in ordered],
+            "baseline_p95_ms": round(reference["baseline_p95_ms"], 1),
+            "latency_scale_range": [round(min(factors.values()), 3), round(max(factors.values()), 3)]}
     return GridTable(spec=spec, dataset=dataset, points=points, baseline_hash=base_hash,
                      build_seconds=round(time.perf_counter() - started, 1) if missing else 0.0, meta=meta)
 
 
-def _fill(spec: WorkflowSpec, configs: list[dict], cache_url: str, *, workers: int, in_flight: int,
-          log: Callable[[str], None]) -> list[float]:
-    """Evaluate configs into the cache in worker processes; the p95 latencies of their baseline re-checks."""
+def _scaled(spec: WorkflowSpec, report: EvalReport, factor: float) -> EvalReport:
+    """The report with every latency multiplied by ``factor`` (summaries recomputed)."""
+    if factor == 1.0:
+        return report
+    results = [r.model_copy(update={"scores": {**r.scores, "latency_ms": r.scores["latency_ms"] * factor}})
+               if r.scores.get("latency_ms") is not None else r for r in report.results]
+    summary = {m: summarize([r.scores[m] for r in results if r.scores.get(m) is not None]) for m in spec.evals.metrics}
+    return report.model_copy(update={"results": results, "summary": summary})
+
+
+def delete_cache(cache_url: str) -> None:
+    """Remove a SQLite grid cache and its block notes, so the next build measures every config again."""
+    from graphtune.backends.traces import path_from_url
+
+    path = Path(path_from_url(cache_url, "sqlite"))
+    for victim in (path, Path(f"{path}-wal"), Path(f"{path}-shm"), *_blocks_path(cache_url).glob("worker*.jsonl")):
+        victim.unlink(missing_ok=True)
+
+
+def _fill(spec: WorkflowSpec, configs: list[dict], cache_url: str, key: str, *, workers: int, block_size: int,
+          log: Callable[[str], None]) -> None:
+    """Measure configs in worker processes (each appends its blocks to ``grid_blocks/worker<i>.jsonl``)."""
     workers = max(1, min(workers, len(configs)))
     shards = [configs[i::workers] for i in range(workers)]
-    probes: list[float] = []
     with tempfile.TemporaryDirectory(prefix="graphtune-grid-") as tmp:
         procs = []
         for i, shard in enumerate(shards):
             job = Path(tmp) / f"shard{i}.json"
-            job.write_text(json.dumps({"spec": str(spec.path), "cache_url": cache_url, "in_flight": in_flight,
-                                       "configs": shard, "probe": spec.config}))
-            procs.append(subprocess.Popen([sys.executable, os.path.abspath(__file__), "fill", str(job)],
-                                          stdout=subprocess.PIPE, text=True))
+            job.write_text(json.dumps({"spec": str(spec.path), "cache_url": cache_url, "grid_key": key,
+                                       "block_size": block_size, "configs": shard,
+                                       "notes": str(_blocks_path(cache_url) / f"worker{i}.jsonl")}))
+            procs.append(subprocess.Popen([sys.executable, os.path.abspath(__file__), "fill", str(job)]))
         for i, proc in enumerate(procs):
-            out, _ = proc.communicate()
-            if proc.returncode != 0:
+            if proc.wait() != 0:
                 raise RuntimeError(f"grid worker {i} failed with exit code {proc.returncode}")
-            result = json.loads(out.strip().splitlines()[-1])
-            probes += result["probe_p95_ms"]
-            log(f"grid: worker {i} evaluated {len(shards[i])} configs in {result['seconds']:.0f} s")
-    return probes
+            log(f"grid: worker {i} measured {len(shards[i])} configs")
 
 
-async def _fill_shard(job: dict) -> dict:
-    """One worker: ``in_flight`` configs at a time, each on its own runner at concurrency 1, plus one
-    uncached re-measurement of the spec's config half-way through."""
-    from graphtune.backends.eval_cache import open_eval_cache
+async def _fill_shard(job: dict) -> None:
+    """One worker: blocks of configs, each block run at once beside one run of the spec's config."""
+    from graphtune.backends.eval_cache import CacheKey, open_eval_cache
     from graphtune.evals.runner import EvalRunner
 
     spec = load_spec(job["spec"])
     dataset = await asyncio.to_thread(load_dataset, spec.dataset_path(), spec.evals.datasets[0].name)
-    jobs: list[tuple[dict, bool]] = [(c, True) for c in job["configs"]]
-    jobs.insert(len(jobs) // 2, (job["probe"], False))
-    gate = asyncio.Semaphore(job["in_flight"])
-    probes: list[float] = []
-    started = time.perf_counter()
+    configs = job["configs"]
+    size = job["block_size"]
     with open_eval_cache(job["cache_url"]) as cache:
-        async def one(config: dict, cached: bool) -> None:
-            async with gate:
-                report = await EvalRunner(spec, cache=cache if cached else None, concurrency=1).run(config, dataset=dataset)
-                if not cached:
-                    probes.append(report.value("latency_ms", "p95"))
-
-        await asyncio.gather(*(one(c, cached) for c, cached in jobs))
-    return {"seconds": time.perf_counter() - started, "probe_p95_ms": probes}
+        for start in range(0, len(configs), size):
+            block = configs[start:start + size]
+            began = time.perf_counter()
+            base, *reports = await asyncio.gather(*(EvalRunner(spec, concurrency=1).run(c, dataset=dataset)
+                                                   for c in [spec.config, *block]))
+            for config, report in zip(block, reports):
+                ckey = CacheKey(config_hash(config), dataset.hash, EVALUATOR_VERSION)
+                for result in report.results:
+                    cache.put(ckey, result.example_id, result.model_dump(mode="json", exclude={"cached"}))
+            line = {"grid_key": job["grid_key"], "baseline_p95_ms": base.value("latency_ms", "p95"),
+                    "configs": [config_hash(c) for c in block], "seconds": round(time.perf_counter() - began, 1),
+                    "finished": time.time(),
+                    "baseline_results": [r.model_dump(mode="json", exclude={"cached"}) for r in base.results]}
+            os.makedirs(os.path.dirname(job["notes"]), exist_ok=True)
+            with open(job["notes"], "a", encoding="utf-8") as fh:  # this worker's own file: no interleaving
+                fh.write(json.dumps(line) + "\n")
+            print(f"grid worker: block of {len(block)} in {line['seconds']:.0f} s, baseline p95 "
+                  f"{line['baseline_p95_ms']:.0f} ms ({start + len(block)}/{len(configs)})", file=sys.stderr, flush=True)
 
 
 # -- the tabular runner -----------------------------------------------------------------------------
@@ -291,19 +343,54 @@ class EvalLogEntry:
     fresh_by_config: dict[str, int] = field(default_factory=dict)  # every config's example evaluations so far
 
 
+@dataclass(eq=False)
+class _Run:
+    """One ``TableRunner.run`` call in progress."""
+
+    digest: str
+    variant: str | None
+    config_version: int | None
+    examples: list
+    by_id: dict[str, ExampleResult]
+    pending: list[str]
+    results: dict[str, ExampleResult]
+    cached: int
+    baseline: Reference | None
+    check_every: int
+    stop_on: tuple[str, str]
+    reference_name: str
+    on_result: Callable[[ExampleResult], None] | None
+    should_stop: Callable[[dict[str, ExampleResult], int], str] | None
+    started: float
+    future: asyncio.Future | None = None
+    fresh: int = 0
+    stopped: str = ""
+
+    @property
+    def order_key(self) -> tuple[str, str]:
+        return (self.variant or "", self.digest)
+
+
 class TableRunner:
     """``EvalRunner``'s ``run`` interface over a ``GridTable``.
 
     Examples are served in one shuffled order per seed (the same for every config, so early-stopping
-    comparisons stay paired), ``tick_s`` apart, so configs evaluated in parallel tasks advance
-    side by side as they would on a shared runner. A result served before for the same config is a
-    cache hit (free); every other result counts as one example evaluation.
+    comparisons stay paired). A result served before for the same config is a cache hit (free); every
+    other result counts as one example evaluation.
+
+    Runs in parallel tasks (the controller's ``Send`` evaluations) advance in lockstep, as on a fair
+    shared runner: one scheduler serves each active run one example per step, then makes every due
+    check (the early stop against the reference, then the caller's ``should_stop``, e.g. the race
+    between a batch's candidates), so a check sees the same number of reference and peer results
+    whatever the task timing. Runs started within ``settle_s`` of each other start together; a run that arrives later
+    joins at the next step (counted in ``late_joins``). The results, and so the benchmark, are
+    deterministic for a seed.
     """
 
-    def __init__(self, table: GridTable, *, seed: int, tick_s: float = 0.0, spec: WorkflowSpec | None = None):
+    def __init__(self, table: GridTable, *, seed: int, settle_s: float = 0.0, spec: WorkflowSpec | None = None):
         self.table = table
         self.spec = spec or table.spec
-        self.tick_s = tick_s
+        self.settle_s = settle_s
         order = [e.id for e in table.dataset.examples]
         random.Random(f"order:{seed}").shuffle(order)
         self.order = order
@@ -312,6 +399,11 @@ class TableRunner:
         self.fresh_by_config: dict[str, int] = {}
         self.log: list[EvalLogEntry] = []
         self.out_of_grid: list[dict] = []
+        self.late_joins = 0
+        self._joining: list[_Run] = []
+        self._joins = 0
+        self._active: list[_Run] = []
+        self._scheduler: asyncio.Task | None = None
 
     async def run(
         self,
@@ -326,6 +418,7 @@ class TableRunner:
         on_result: Callable[[ExampleResult], None] | None = None,
         stop_on: tuple[str, Literal["maximize", "minimize"]] | None = None,
         reference_name: str = "the baseline",
+        should_stop: Callable[[dict[str, ExampleResult], int], str] | None = None,
     ) -> EvalReport:
         spec = self.spec
         config = spec.config if config is None else config
@@ -337,48 +430,91 @@ class TableRunner:
         table_dataset = self.table.dataset
         if dataset is not None and dataset.hash != table_dataset.hash:
             raise ValueError(f"dataset {dataset.name} ({dataset.hash[:12]}) is not the table's ({table_dataset.hash[:12]})")
-        started = time.perf_counter()
         examples = (dataset or table_dataset).select(limit=limit)
         wanted = {e.id for e in examples}
         by_id = {r.example_id: r for r in point.report.results}
         served = self.served.setdefault(digest, set())
-
         results: dict[str, ExampleResult] = {}
         for example in examples:
             if example.id in served:
                 results[example.id] = by_id[example.id].model_copy(update={"cached": True})
                 if on_result:
                     on_result(results[example.id])
-        cached = len(results)
-        metric, direction = stop_on or (spec.objective.metric, spec.objective.direction)
-        stopped = ""
-        fresh = 0
-        for example_id in [i for i in self.order if i in wanted and i not in served]:
-            await asyncio.sleep(self.tick_s)
-            result = by_id[example_id].model_copy(update={"cached": False})
-            served.add(example_id)
-            self.consumed += 1
-            self.fresh_by_config[digest] = self.fresh_by_config.get(digest, 0) + 1
-            fresh += 1
-            results[example_id] = result
-            if on_result:
-                on_result(result)
-            if baseline is not None and fresh % check_every == 0:
-                mine = {i: r.scores[metric] for i, r in results.items() if r.scores.get(metric) is not None}
-                stopped = stop_reason(mine, reference_scores(baseline, metric), metric, direction, reference_name)
-                if stopped:
-                    break
+        run = _Run(digest=digest, variant=variant, config_version=config_version, examples=examples, by_id=by_id,
+                   pending=[i for i in self.order if i in wanted and i not in served], results=results,
+                   cached=len(results), baseline=baseline, check_every=check_every,
+                   stop_on=stop_on or (spec.objective.metric, spec.objective.direction),
+                   reference_name=reference_name, on_result=on_result, should_stop=should_stop,
+                   started=time.perf_counter())
+        if not run.pending:
+            return self._finish(run)
+        run.future = asyncio.get_running_loop().create_future()
+        self._joining.append(run)
+        self._joins += 1
+        if self._scheduler is None or self._scheduler.done():
+            self._scheduler = asyncio.ensure_future(self._schedule())
+        return await run.future
 
-        ordered = [results[e.id] for e in examples if e.id in results]
+    async def _schedule(self) -> None:
+        try:
+            seen = -1
+            while seen != self._joins:  # wait until no run has joined for settle_s
+                seen = self._joins
+                await asyncio.sleep(self.settle_s)
+            while self._joining or self._active:
+                if self._joining:
+                    self.late_joins += len(self._joining) if self._active else 0
+                    self._active += sorted(self._joining, key=lambda r: r.order_key)
+                    self._joining.clear()
+                    self._active.sort(key=lambda r: r.order_key)
+                self._active = [r for r in self._active if not r.future.done()]  # a cancelled caller
+                for run in self._active:  # serve one example each
+                    example_id = run.pending[run.fresh]
+                    result = run.by_id[example_id].model_copy(update={"cached": False})
+                    self.served[run.digest].add(example_id)
+                    self.consumed += 1
+                    self.fresh_by_config[run.digest] = self.fresh_by_config.get(run.digest, 0) + 1
+                    run.fresh += 1
+                    run.results[example_id] = result
+                    if run.on_result:
+                        run.on_result(result)
+                done = []
+                for run in self._active:  # then every due check, as EvalRunner makes it
+                    if run.fresh % run.check_every == 0 and len(run.results) < len(run.examples):
+                        if run.baseline is not None:
+                            metric, direction = run.stop_on
+                            mine = {i: r.scores[metric] for i, r in run.results.items() if r.scores.get(metric) is not None}
+                            run.stopped = stop_reason(mine, reference_scores(run.baseline, metric), metric, direction,
+                                                      run.reference_name)
+                        if not run.stopped and run.should_stop is not None:
+                            run.stopped = run.should_stop(run.results, len(run.examples))
+                    if run.stopped or run.fresh == len(run.pending):
+                        done.append(run)
+                for run in done:
+                    self._active.remove(run)
+                    run.future.set_result(self._finish(run))
+                await asyncio.sleep(0)  # let callers resume, and new runs join
+        except BaseException as error:
+            for run in [*self._active, *self._joining]:
+                if run.future is not None and not run.future.done():
+                    run.future.set_exception(error if isinstance(error, Exception) else RuntimeError(repr(error)))
+            self._active, self._joining = [], []
+            raise
+
+    def _finish(self, run: _Run) -> EvalReport:
+        spec = self.spec
+        dataset = self.table.dataset
+        ordered = [run.results[e.id] for e in run.examples if e.id in run.results]
         summary = {m: summarize([r.scores[m] for r in ordered if r.scores.get(m) is not None]) for m in spec.evals.metrics}
-        self.log.append(EvalLogEntry(consumed=self.consumed, config_hash=digest, variant=variant,
-                                     complete=not stopped and len(ordered) == len(examples), stopped_early=bool(stopped),
-                                     fresh=fresh, cached=cached, examples=len(ordered),
-                                     fresh_by_config=dict(self.fresh_by_config)))
+        self.log.append(EvalLogEntry(consumed=self.consumed, config_hash=run.digest, variant=run.variant,
+                                     complete=not run.stopped and len(ordered) == len(run.examples),
+                                     stopped_early=bool(run.stopped), fresh=run.fresh, cached=run.cached,
+                                     examples=len(ordered), fresh_by_config=dict(self.fresh_by_config)))
         return EvalReport(
-            workflow=spec.workflow, dataset=table_dataset.name, dataset_hash=table_dataset.hash, config_hash=digest,
-            config_version=config_version, results=ordered, summary=summary, examples_total=len(examples),
-            cached=cached, stopped_early=bool(stopped), stop_reason=stopped, wall_s=time.perf_counter() - started,
+            workflow=spec.workflow, dataset=dataset.name, dataset_hash=dataset.hash, config_hash=run.digest,
+            config_version=run.config_version, results=ordered, summary=summary, examples_total=len(run.examples),
+            cached=run.cached, stopped_early=bool(run.stopped), stop_reason=run.stopped,
+            wall_s=time.perf_counter() - run.started,
         )
 
 
@@ -425,8 +561,7 @@ def _main() -> None:
     parser.add_argument("command", choices=["fill"])
     parser.add_argument("job")
     args = parser.parse_args()
-    job = json.loads(Path(args.job).read_text())
-    print(json.dumps(asyncio.run(_fill_shard(job))), flush=True)
+    asyncio.run(_fill_shard(json.loads(Path(args.job).read_text())))
 
 
 if __name__ == "__main__":

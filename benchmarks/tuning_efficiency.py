@@ -12,14 +12,18 @@ from the table, same early-stopping rule, examples in a per-seed shuffled order)
 example evaluations; a result it served before for the same config is free, like the real cache:
 
 - ``random``: grid configs drawn uniformly without replacement, each fully evaluated.
-- ``optuna_tpe``: ``SearchProposer`` (Optuna TPE) one candidate at a time, each fully evaluated, no early
-  stopping, no traces. It evaluates the shipped config first (charged), because the guardrails that
-  decide which observations count as feasible are relative to it.
-- ``graphtune``: the real controller graph (``create_controller``), offline (no model), batch size 4,
-  with the runner factory returning the seed's ``TableRunner``, a fresh config store per seed, and a
-  trace store holding production traffic of the shipped config (recorded once per benchmark run, with
-  simulated thumbs-down feedback on answers missing expected facts). The request's budget is the
-  example budget. The run ends at the approval interrupt or at finish.
+- ``optuna_tpe``: a plain Optuna study (``TPESampler`` defaults, seeded; a broken guardrail or an invalid
+  combination marked infeasible with ``Trial.set_constraint``), one trial at a time, each fully
+  evaluated, no early stopping, no traces. The shipped config is its first trial (charged): the
+  guardrails that decide feasibility are relative to it.
+- ``search_proposer`` (extra, not a target): graphtune's own ``SearchProposer`` (local start near the
+  baseline, then TPE) one candidate at a time, each fully evaluated: the controller's proposer without
+  the controller's batches, early stopping, traces and stopping rule.
+- ``graphtune``: the real controller graph (``create_controller``), offline (no model), batches of
+  ``--batch-size`` (4), the runner factory returning the seed's ``TableRunner``, a fresh config store
+  per seed, and a trace store holding production traffic of the shipped config (recorded once per
+  benchmark run, thumbs-down feedback when an answer misses expected facts). The request's budget is
+  the example budget. The run ends at the approval interrupt or at finish; its decision says why.
 
 The controller gets a spec whose search space is exactly the grid (each grid path a ``choice`` over its
 grid values, bools stay bools), so every proposal is a grid point; a config outside the grid would fail
@@ -28,8 +32,12 @@ its evaluation loudly (``OutOfGrid``) and is counted, never snapped.
 Reach: the first evaluation that completed fully (not stopped early) on a config within 95% of the best;
 its count is the examples consumed up to and including it (with parallel evaluations, what the others
 consumed meanwhile counts too). A run that never gets there within the budget counts budget + 1.
-Methods run interleaved per seed (random, TPE, graphtune, then the next seed); figures are medians
-over seeds, and ratios are of medians (paired per-seed ratios are reported beside them).
+Parallel evaluations advance in lockstep (``TableRunner``), so a seed's result does not depend on task
+timing. Methods run interleaved per seed (random, TPE, search proposer, graphtune, then the next seed);
+figures are medians over seeds, ratios are of medians (paired per-seed ratios beside them).
+
+Feasibility is computed when the table is loaded, with the current ``feasible``: a change to the
+guardrail rules changes the grid's best score and the figures, without re-measuring anything.
 """
 
 from __future__ import annotations
@@ -52,7 +60,7 @@ from _common import emit, log, median, parse_args  # noqa: E402
 METHODS = ("graphtune", "optuna_tpe", "random")
 TARGET_VS_TPE = 0.5
 TARGET_VS_RANDOM = 0.25
-TICK_S = 0.001  # a served example's time in the controller's runs: parallel evaluations advance side by side
+SETTLE_S = 0.2  # evaluations the controller starts within this time of each other advance in lockstep
 MAX_REASON_CHARS = 160
 
 
@@ -110,6 +118,52 @@ async def run_random(table: _grid.GridTable, seed: int, budget: int) -> _grid.Ta
 
 
 async def run_optuna_tpe(table: _grid.GridTable, bench_spec, seed: int, budget: int) -> _grid.TableRunner:
+    """A plain Optuna study: ``TPESampler`` with its defaults and Optuna's own constraint handling
+    (``Trial.set_constraint``: a broken guardrail or an invalid combination is infeasible), one trial at a
+    time over the grid. The shipped config is enqueued as the first trial (guardrails are relative to it)."""
+    import optuna
+    from optuna.distributions import CategoricalDistribution
+
+    from graphtune.tuning.configs import get_path, set_path
+    from graphtune.tuning.decision import feasible
+    from graphtune.tuning.space import BoolDomain
+
+    runner = _grid.TableRunner(table, seed=seed)
+    metric = bench_spec.objective.metric
+    base_config = bench_spec.config
+    values = {path: [False, True] if isinstance(domain, BoolDomain) else list(domain.values)
+              for path, domain in bench_spec.tunables.items()}
+    distributions = {path: CategoricalDistribution(list(range(len(v)))) for path, v in values.items()}
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    sampler = optuna.samplers.TPESampler(seed=seed)
+    study = optuna.create_study(direction=bench_spec.objective.direction, sampler=sampler)
+    study.enqueue_trial({p: v.index(get_path(base_config, p)) for p, v in values.items()})
+    base = None
+    idle = 0
+    while runner.consumed < budget and idle < 1000:
+        trial = study.ask(distributions)
+        config = base_config
+        for path, index in trial.params.items():
+            config = set_path(config, path, values[path][index])
+        if bench_spec.space.check_config(config):  # e.g. both answer nodes on: never evaluated
+            trial.set_constraint("valid", 1.0)
+            study.tell(trial, 0.0)
+            idle += 1
+            continue
+        before = runner.consumed
+        report = await runner.run(config, variant="optuna")
+        if base is None:
+            base = report
+        idle = idle + 1 if runner.consumed == before else 0  # a config seen before is a free cache hit
+        trial.set_constraint("valid", 0.0)
+        trial.set_constraint("guardrails", 0.0 if feasible(report, base, bench_spec.guardrails) else 1.0)
+        study.tell(trial, _finite(report.value(metric)) if report.value(metric) is not None else 0.0)
+    return runner
+
+
+async def run_search_proposer(table: _grid.GridTable, bench_spec, seed: int, budget: int) -> _grid.TableRunner:
+    """graphtune's ``SearchProposer`` alone, one candidate at a time, each fully evaluated: no batches,
+    no early stopping, no traces. It evaluates the shipped config first (charged)."""
     from graphtune.tuning.decision import feasible
     from graphtune.tuning.mutations import apply_mutations
     from graphtune.tuning.search import Observation, SearchProposer
@@ -136,7 +190,7 @@ def _finite(value: float | None) -> float:
 
 
 async def run_graphtune(table: _grid.GridTable, bench_path: Path, seed: int, budget: int, traces_url: str,
-                        workdir: str) -> tuple[_grid.TableRunner, dict]:
+                        workdir: str, batch_size: int = 4) -> tuple[_grid.TableRunner, dict]:
     from langchain_core.messages import HumanMessage
     from langgraph.checkpoint.memory import InMemorySaver
 
@@ -144,11 +198,11 @@ async def run_graphtune(table: _grid.GridTable, bench_path: Path, seed: int, bud
     from graphtune.graphs.controller import create_controller
 
     workflow = table.spec.workflow
-    runner = _grid.TableRunner(table, seed=seed, tick_s=TICK_S)
+    runner = _grid.TableRunner(table, seed=seed, settle_s=SETTLE_S)
     ctx = ControllerContext(
         database_url=f"sqlite:///{workdir}/controller-seed{seed}.db", traces_url=traces_url,
         specs={workflow: str(bench_path)}, model=None, base_url=None, chat_model_factory=None,
-        runner_factory=lambda spec: runner, seed=seed, batch_size=4,
+        runner_factory=lambda spec: runner, seed=seed, batch_size=batch_size,
     )
     graph = create_controller(InMemorySaver(), record=False)
     request = {"workflow": workflow, "budget": {"examples": budget, "candidates": 200, "rounds": 50, "wall_time_s": None}}
@@ -171,6 +225,7 @@ async def run_graphtune(table: _grid.GridTable, bench_path: Path, seed: int, bud
         "candidates": sum(1 for c in values.get("candidates") or [] if c.get("id") != "baseline"),
         "proposers": dict(Counter(c.get("proposer") for c in values.get("candidates") or [])),
         "spent_examples": (decision.get("spent") or {}).get("examples"),
+        "late_joins": runner.late_joins,
     }
     return runner, info
 
@@ -207,17 +262,21 @@ def main() -> None:
         __doc__.splitlines()[0],
         seeds=(int, 5, "seeds per method"),
         budget=(int, 30, "example-evaluation budget, in full evaluations of the dataset"),
+        batch_size=(int, 4, "candidates the controller proposes and evaluates in parallel per round"),
         production_runs=(int, 150, "recorded production runs in the trace store the controller observes"),
         grid_cache=(str, _grid.GRID_CACHE_URL, "eval cache holding the grid's results"),
         grid_workers=(int, 2, "worker processes for the one-time grid evaluation"),
-        grid_in_flight=(int, 8, "configs in flight per grid worker"),
+        grid_block=(int, 7, "configs measured at once beside one run of the shipped config, per grid worker"),
+        grid_rebuild=(int, 0, "1: delete the grid's cache first and measure every config again"),
     )
     os.environ.pop("GRAPHTUNE_MODEL", None)  # offline: extractive answerer, search proposer, deterministic intake
     from graphtune.spec import load_spec
 
     started = time.perf_counter()
     spec = load_spec("support_qa")
-    table = _grid.build_table(spec, cache_url=args.grid_cache, workers=args.grid_workers, in_flight=args.grid_in_flight, log=log)
+    if args.grid_rebuild:
+        _grid.delete_cache(args.grid_cache)
+    table = _grid.build_table(spec, cache_url=args.grid_cache, workers=args.grid_workers, block_size=args.grid_block, log=log)
     per_eval = len(table.dataset.examples)
     budget = args.budget * per_eval
     bench = _grid.benchmark_spec(spec)
@@ -225,8 +284,8 @@ def main() -> None:
     log(f"grid: {len(table.points)} configs, {sum(p.feasible for p in table.points.values())} feasible, best "
         f"{spec.objective.metric} {best.score:.4f}, {len(table.qualifying)} within 95% (>= {table.threshold:.4f})")
 
-    counts: dict[str, list[int]] = {m: [] for m in METHODS}
-    runs: dict[str, list[dict]] = {m: [] for m in METHODS}
+    counts: dict[str, list[int]] = {m: [] for m in (*METHODS, "search_proposer")}
+    runs: dict[str, list[dict]] = {m: [] for m in (*METHODS, "search_proposer")}
     graphtune_info: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="graphtune-bench-tuning-") as workdir:
         bench_path = _grid.write_spec(bench, workdir)
@@ -235,14 +294,16 @@ def main() -> None:
         log(f"production traffic: {production}")
 
         async def one_seed(seed: int) -> None:
-            for method in ("random", "optuna_tpe", "graphtune"):
+            for method in ("random", "optuna_tpe", "search_proposer", "graphtune"):
                 t0 = time.perf_counter()
                 if method == "random":
                     runner = await run_random(table, seed, budget)
                 elif method == "optuna_tpe":
                     runner = await run_optuna_tpe(table, bench, seed, budget)
+                elif method == "search_proposer":
+                    runner = await run_search_proposer(table, bench, seed, budget)
                 else:
-                    runner, info = await run_graphtune(table, bench_path, seed, budget, traces_url, workdir)
+                    runner, info = await run_graphtune(table, bench_path, seed, budget, traces_url, workdir, args.batch_size)
                 count = _grid.examples_to_reach(runner.log, table, budget)
                 counts[method].append(count)
                 summary = summarize_log(runner, table)
@@ -250,7 +311,7 @@ def main() -> None:
                     summary.update(at_reach=_grid.breakdown(runner.log, table, budget), **info)
                     graphtune_info.append(summary)
                 runs[method].append(summary)
-                log(f"seed {seed} {method:<10} {count:>6} examples to 95% ({summary['evaluations']} evaluations, "
+                log(f"seed {seed} {method:<15} {count:>6} examples to 95% ({summary['evaluations']} evaluations, "
                     f"{summary['stopped_early']} stopped early; {time.perf_counter() - t0:.1f} s)")
                 if method == "graphtune":
                     log(f"  {info['end']}")
@@ -265,7 +326,9 @@ def main() -> None:
     at_reach = [g["at_reach"] for g in graphtune_info]
     result = {
         "evals_to_95pct": medians,
-        "evals_to_95pct_per_seed": counts,
+        "evals_to_95pct_per_seed": {m: counts[m] for m in METHODS},
+        "evals_to_95pct_search_proposer": median(counts["search_proposer"]),
+        "evals_to_95pct_search_proposer_per_seed": counts["search_proposer"],
         "full_evals_to_95pct": {m: round(v / per_eval, 2) for m, v in medians.items()},
         "ratio_vs_optuna_tpe": round(ratio_tpe, 3),
         "ratio_vs_random": round(ratio_random, 3),
@@ -284,6 +347,7 @@ def main() -> None:
         "grid_within_95pct": len(table.qualifying),
         "budget_examples": budget,
         "budget_full_evals": args.budget,
+        "graphtune_batch_size": args.batch_size,
         "examples_per_eval": per_eval,
         "seeds": args.seeds,
         "graphtune_examples_at_reach": {k: [b[k] for b in at_reach] for k in ("baseline", "stopped_early", "full", "in_flight")},
@@ -292,13 +356,15 @@ def main() -> None:
         "graphtune_rounds": [g["rounds"] for g in graphtune_info],
         "graphtune_examples_spent": [g["examples"] for g in graphtune_info],
         "graphtune_out_of_grid": sum(g["out_of_grid"] for g in graphtune_info),
+        "graphtune_late_joins": sum(g["late_joins"] for g in graphtune_info),
         "graphtune_end": [_clip(g["end"]) for g in graphtune_info],
         "optuna_tpe_evaluations": [r["evaluations"] for r in runs["optuna_tpe"]],
         "random_evaluations": [r["evaluations"] for r in runs["random"]],
         "production_runs": production["runs"],
         "production_thumbs_down": production["thumbs_down"],
         "grid_baseline_p95_ms": round(base.report.value("latency_ms", "p95"), 1),
-        "grid_baseline_p95_rechecks_ms": [round(v, 1) for v in table.meta.get("baseline_p95_rechecks_ms", [])],
+        "grid_baseline_p95_runs_ms": table.meta.get("baseline_p95_runs_ms", []),
+        "grid_latency_scale_range": table.meta.get("latency_scale_range"),
         "grid_build_seconds": table.build_seconds,
         "seconds": round(time.perf_counter() - started, 1),
     }
@@ -308,9 +374,10 @@ def main() -> None:
     print(f"tuning_efficiency: example evaluations to reach 95% of the best grid score "
           f"({spec.objective.metric} {best.score:.3f}; {len(table.qualifying)} of {len(table.points)} grid configs qualify)")
     print(f"budget {budget} examples ({args.budget} full evals of {per_eval}), {args.seeds} seeds; not reached = budget + 1")
-    print(f"  {'method':<11} {'median':>8} {'full evals':>10}  per seed")
-    for m in METHODS:
-        print(f"  {m:<11} {medians[m]:>8,.0f} {medians[m] / per_eval:>10.1f}  {counts[m]}")
+    print(f"  {'method':<15} {'median':>8} {'full evals':>10}  per seed")
+    for m in (*METHODS, "search_proposer"):
+        value = median(counts[m])
+        print(f"  {m:<15} {value:>8,.0f} {value / per_eval:>10.1f}  {counts[m]}")
     print(f"  graphtune / optuna_tpe = {ratio_tpe:.2f} (target <= {TARGET_VS_TPE}); "
           f"graphtune / random = {ratio_random:.2f} (target <= {TARGET_VS_RANDOM})")
     for seed, g in enumerate(graphtune_info):

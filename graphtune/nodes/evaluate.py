@@ -99,14 +99,13 @@ async def evaluate(payload: dict, runtime: Runtime[ControllerContext]) -> dict:
         if value is not None:
             mine[result.example_id] = value
 
+    reference = None
+    if task.reference_hash and task.reference_hash != candidate.config_hash:
+        reference = task.reference_scores if task.reference_scores is not None else live_scores(task.thread_id, task.reference_hash)
     peers = [live_scores(task.thread_id, digest) for digest in task.peers if digest != candidate.config_hash]
 
     def race(results, total: int) -> str:
         return race_stop(mine, peers, task.direction, total, metric) if peers else ""
-
-    reference = None
-    if task.reference_hash and task.reference_hash != candidate.config_hash:
-        reference = task.reference_scores if task.reference_scores is not None else live_scores(task.thread_id, task.reference_hash)
     try:
         spec = await asyncio.to_thread(load_spec, ctx.spec_source(task.spec))
         version = await asyncio.to_thread(_store_version, ctx, spec.workflow, candidate.config)

@@ -128,6 +128,7 @@ class GuardrailCheck(BaseModel):
     passed: bool | None = Field(None, description="None: not measurable (metric not scored)")
     detail: str = ""
     headroom: float | None = Field(None, description="Share of the allowed slack still unused; < 0.1 is close to the limit")
+    uncertain: bool = Field(False, description="Over the limit in point estimate, within noise: passed, and a risk")
 
     def near_limit(self, share: float = 0.1) -> bool:
         return bool(self.passed) and self.headroom is not None and self.headroom < share
@@ -180,7 +181,7 @@ def _within_noise(check: GuardrailCheck, candidate: EvalReport, baseline: EvalRe
         return
     _, low, _ = _difference(base, cand, g.statistic)
     if low is not None and check.baseline is not None and check.baseline + low <= check.limit:
-        check.passed = True
+        check.passed, check.uncertain = True, True
         check.detail += (f"; over the limit in point estimate but within noise (95% CI of the change "
                          f"reaches {format_number(check.baseline + low)})")
 
@@ -359,6 +360,9 @@ def _describe(best: Comparison) -> str:
             f"{format_number(row.delta, signed=True)}; {strength})")
 
 
+PATIENCE = 2  # rounds in a row without a better candidate before the search stops early
+
+
 def decide(state: dict, now: float | None = None) -> Decision:
     """Compare every evaluated candidate with the baseline, pick the best, and choose the next step.
 
@@ -410,15 +414,19 @@ def decide(state: dict, now: float | None = None) -> Decision:
     ahead = [c for c in ranked if c.ahead()]
     best = max(improving or ahead, key=gain, default=None)
 
-    earlier = [gain(c) for c in ranked if round_of[c.candidate_id] < round_]
-    reference = max([0.0, *earlier])  # 0.0: the baseline itself
-    this_round = [gain(c) for c in ranked if round_of[c.candidate_id] == round_]
-    improved = bool(this_round) and max(this_round) > reference
+    def best_gain_by(r: int) -> float:  # 0.0: the baseline itself
+        return max([0.0, *(gain(c) for c in ranked if round_of[c.candidate_id] <= r)])
+
+    reference = best_gain_by(round_ - 1)
+    improved = best_gain_by(round_) > reference
+    stale = 0  # rounds in a row, ending with this one, that did not raise the best
+    while stale < round_ and best_gain_by(round_ - stale) <= best_gain_by(round_ - stale - 1):
+        stale += 1
 
     best_text = _describe(best) if best else None
     if best and best.improves and best.meets_target:
         next_step, reason = "approve", f"target met: {best_text}"
-    elif not exhausted and (round_ <= 1 or improved):
+    elif not exhausted and (round_ <= 1 or stale < PATIENCE):
         progress = f"round {round_} raised the best {goal.metric}" if improved else f"round {round_} done"
         reason = f"{progress}; best so far {best_text or 'none: no feasible candidate beats the baseline yet'}; the budget allows another round"
         next_step = "propose"
@@ -426,7 +434,8 @@ def decide(state: dict, now: float | None = None) -> Decision:
         if exhausted:
             why = f"budget exhausted ({'; '.join(exhausted)})"
         else:
-            why = (f"round {round_} did not improve on the best {goal.metric} so far "
+            rounds = f"rounds {round_ - stale + 1}-{round_} did" if stale > 1 else f"round {round_} did"
+            why = (f"{rounds} not improve on the best {goal.metric} so far "
                    f"({format_number(reference, signed=True)} vs the baseline)")
         if best:
             next_step, reason = "approve", f"{why}: best candidate so far is {best_text}"

@@ -191,6 +191,8 @@ def _verdict(row: MetricRow) -> str:
 
 
 def _check_mark(check: GuardrailCheck) -> str:
+    if check.uncertain:
+        return "⚠"
     return {True: "✓", False: "✗", None: "?"}[check.passed]
 
 

@@ -53,8 +53,7 @@ def _report(spec, dataset, config: dict) -> EvalReport:
                       results=results, summary=summary, examples_total=len(results))
 
 
-@pytest.fixture(scope="module")
-def table(spec):
+def synthetic_table(spec) -> _grid.GridTable:
     dataset = load_dataset(spec.dataset_path(), "support_qa")
     configs = _grid.grid_configs(spec)
     reports = {config_hash(c): _report(spec, dataset, c) for c in configs}
@@ -63,6 +62,11 @@ def table(spec):
                                  feasible=feasible(reports[h], base, spec.guardrails))
               for h, c in ((config_hash(c), c) for c in configs)}
     return _grid.GridTable(spec=spec, dataset=dataset, points=points, baseline_hash=config_hash(spec.config))
+
+
+@pytest.fixture(scope="module")
+def table(spec):
+    return synthetic_table(spec)
 
 
 def test_grid_is_the_bundled_benchmark_grid(spec):
@@ -108,6 +112,17 @@ def test_table_runner_counts_caches_and_stops_like_the_eval_runner(spec, table):
     assert rest.cached == len(report.results) and len(rest.results) == 288 and runner.consumed == 576
 
 
+def test_table_runner_has_the_eval_runner_interface():
+    import inspect
+
+    from graphtune.evals.runner import EvalRunner
+
+    real = inspect.signature(EvalRunner.run).parameters
+    mine = inspect.signature(_grid.TableRunner.run).parameters
+    assert list(mine) == list(real)
+    assert all(mine[name].default == real[name].default for name in real)
+
+
 def test_table_runner_refuses_configs_outside_the_grid(spec, table):
     runner = _grid.TableRunner(table, seed=0)
     with pytest.raises(_grid.OutOfGrid):
@@ -137,8 +152,47 @@ def test_random_and_tpe_methods_spend_the_budget_inside_the_grid(spec, table):
     budget = 6 * 288
     bench = _grid.benchmark_spec(spec)
     for runner in (asyncio.run(tuning_efficiency.run_random(table, 0, budget)),
-                   asyncio.run(tuning_efficiency.run_optuna_tpe(table, bench, 0, budget))):
+                   asyncio.run(tuning_efficiency.run_optuna_tpe(table, bench, 0, budget)),
+                   asyncio.run(tuning_efficiency.run_search_proposer(table, bench, 0, budget))):
         assert runner.consumed == budget and not runner.out_of_grid
         assert all(e.complete for e in runner.log)
         count = _grid.examples_to_reach(runner.log, table, budget)
         assert count % 288 == 0 or count == budget + 1
+
+
+def test_controller_runs_offline_on_the_table(spec, table, tmp_path, monkeypatch):
+    monkeypatch.delenv("GRAPHTUNE_MODEL", raising=False)
+    budget = 10 * 288
+    bench_path = _grid.write_spec(_grid.benchmark_spec(spec), tmp_path)
+    runner, info = asyncio.run(tuning_efficiency.run_graphtune(table, bench_path, 0, budget, f"sqlite:///{tmp_path}/traces.db",
+                                                               str(tmp_path)))
+    assert not runner.out_of_grid
+    assert runner.log and any(e.config_hash == table.baseline_hash and e.complete for e in runner.log)
+    assert info["proposers"].get("optuna", 0) >= 4 and info["rounds"] >= 1
+    assert info["spent_examples"] == runner.consumed
+    assert info["end"].startswith(("parked at approve", "finish", "ended"))
+    count = _grid.examples_to_reach(runner.log, table, budget)
+    assert 288 <= count <= budget + 1
+    kinds = _grid.breakdown(runner.log, table, budget)
+    assert kinds["baseline"] == 288 and sum(kinds.values()) == (count if count <= budget else runner.consumed)
+
+
+def test_parallel_runs_advance_in_lockstep(spec, table):
+    """A loser checked against a reference evaluated beside it stops where it would against the finished reference."""
+    loser = set_path(set_path(spec.config, "llm.max_tokens", 64), "rag.top_k", 1)
+    alone = _grid.TableRunner(table, seed=4)
+    base = asyncio.run(alone.run(spec.config))
+    expected = asyncio.run(alone.run(loser, baseline=base, check_every=10))
+
+    async def side_by_side():
+        runner = _grid.TableRunner(table, seed=4, settle_s=0.01)
+        live: dict[str, float] = {}
+        fill = lambda r: live.__setitem__(r.example_id, r.scores["contains"])  # noqa: E731
+        results = await asyncio.gather(runner.run(spec.config, on_result=fill, variant="baseline"),
+                                       runner.run(loser, baseline=live, check_every=10, variant="c1"))
+        return runner, results
+
+    runner, (_, stopped) = asyncio.run(side_by_side())
+    assert stopped.stopped_early and len(stopped.results) == len(expected.results)
+    assert runner.late_joins == 0 and runner.consumed == 288 + len(stopped.results)
+    assert runner.log[0].variant == "c1" and runner.log[0].consumed == 2 * len(stopped.results)
