@@ -20,7 +20,7 @@ example evaluations; a result it served before for the same config is free, like
   baseline, then TPE) one candidate at a time, each fully evaluated: the controller's proposer without
   the controller's batches, early stopping, traces and stopping rule.
 - ``graphtune``: the real controller graph (``create_controller``), offline (no model), batches of
-  ``--batch-size`` (4), the runner factory returning the seed's ``TableRunner``, a fresh config store
+  ``--batch-size`` (default: the controller's own), the runner factory returning the seed's ``TableRunner``, a fresh config store
   per seed, and a trace store holding production traffic of the shipped config (recorded once per
   benchmark run, thumbs-down feedback when an answer misses expected facts). The request's budget is
   the example budget. The run ends at the approval interrupt or at finish; its decision says why.
@@ -55,6 +55,7 @@ from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _grid  # noqa: E402
+from graphtune.graphs.context import ControllerContext  # noqa: E402
 from _common import emit, log, median, parse_args  # noqa: E402
 
 METHODS = ("graphtune", "optuna_tpe", "random")
@@ -190,7 +191,7 @@ def _finite(value: float | None) -> float:
 
 
 async def run_graphtune(table: _grid.GridTable, bench_path: Path, seed: int, budget: int, traces_url: str,
-                        workdir: str, batch_size: int = 4) -> tuple[_grid.TableRunner, dict]:
+                        workdir: str, batch_size: int | None = None) -> tuple[_grid.TableRunner, dict]:
     from langchain_core.messages import HumanMessage
     from langgraph.checkpoint.memory import InMemorySaver
 
@@ -202,7 +203,7 @@ async def run_graphtune(table: _grid.GridTable, bench_path: Path, seed: int, bud
     ctx = ControllerContext(
         database_url=f"sqlite:///{workdir}/controller-seed{seed}.db", traces_url=traces_url,
         specs={workflow: str(bench_path)}, model=None, base_url=None, chat_model_factory=None,
-        runner_factory=lambda spec: runner, seed=seed, batch_size=batch_size,
+        runner_factory=lambda spec: runner, seed=seed, batch_size=batch_size or ControllerContext().batch_size,
     )
     graph = create_controller(InMemorySaver(), record=False)
     request = {"workflow": workflow, "budget": {"examples": budget, "candidates": 200, "rounds": 50, "wall_time_s": None}}
@@ -262,7 +263,7 @@ def main() -> None:
         __doc__.splitlines()[0],
         seeds=(int, 5, "seeds per method"),
         budget=(int, 30, "example-evaluation budget, in full evaluations of the dataset"),
-        batch_size=(int, 4, "candidates the controller proposes and evaluates in parallel per round"),
+        batch_size=(int, ControllerContext().batch_size, "candidates the controller proposes and evaluates in parallel per round (default: the controller's)"),
         production_runs=(int, 150, "recorded production runs in the trace store the controller observes"),
         grid_cache=(str, _grid.GRID_CACHE_URL, "eval cache holding the grid's results"),
         grid_workers=(int, 2, "worker processes for the one-time grid evaluation"),

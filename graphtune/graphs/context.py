@@ -38,7 +38,7 @@ class ControllerContext:
     base_url: str | None = field(default_factory=lambda: _env("OPENAI_BASE_URL"))
     temperature: float = 0.2
     # search
-    batch_size: int = 4
+    batch_size: int = 2  # with the race, two per round reached a good config in fewer example runs than four (benchmarks/tuning_efficiency.py)
     max_proposal_retries: int = 2
     eval_limit: int | None = None  # examples per candidate; None = the whole dataset
     concurrency: int | None = None  # one limit shared by every parallel eval; None = the spec's

@@ -360,7 +360,10 @@ def _describe(best: Comparison) -> str:
             f"{format_number(row.delta, signed=True)}; {strength})")
 
 
-PATIENCE = 2  # rounds in a row without a better candidate before the search stops early
+# The search stops early once the best has not improved for PATIENCE_ROUNDS rounds in a row that
+# together tried at least PATIENCE_CANDIDATES candidates (small batches get as many tries as big ones).
+PATIENCE_ROUNDS = 2
+PATIENCE_CANDIDATES = 8
 
 
 def decide(state: dict, now: float | None = None) -> Decision:
@@ -422,11 +425,12 @@ def decide(state: dict, now: float | None = None) -> Decision:
     stale = 0  # rounds in a row, ending with this one, that did not raise the best
     while stale < round_ and best_gain_by(round_ - stale) <= best_gain_by(round_ - stale - 1):
         stale += 1
+    tried_in_vain = sum(1 for c in comparisons if round_of[c.candidate_id] > round_ - stale)
 
     best_text = _describe(best) if best else None
     if best and best.improves and best.meets_target:
         next_step, reason = "approve", f"target met: {best_text}"
-    elif not exhausted and (round_ <= 1 or stale < PATIENCE):
+    elif not exhausted and (round_ <= 1 or stale < PATIENCE_ROUNDS or tried_in_vain < PATIENCE_CANDIDATES):
         progress = f"round {round_} raised the best {goal.metric}" if improved else f"round {round_} done"
         reason = f"{progress}; best so far {best_text or 'none: no feasible candidate beats the baseline yet'}; the budget allows another round"
         next_step = "propose"

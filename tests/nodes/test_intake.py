@@ -101,7 +101,7 @@ def test_offline_example_sentence():
     assert "controller_usage" not in update and "outcome" not in update
     reply = reply_of(update)
     for part in ["support_qa", "minimize p95 latency_ms (target -20% vs baseline)", "contains at most 0.02 below baseline",
-                 "8 candidates", "3 rounds", "all tunables", OFFLINE_NOTICE]:
+                 "8 candidates", "6 rounds", "all tunables", OFFLINE_NOTICE]:
         assert part in reply
 
 

@@ -328,20 +328,32 @@ def test_rounds_limit_stops_the_search():
 def test_a_round_that_improves_continues_and_two_that_do_not_stop():
     base = baseline_scores()
     first = ("c1", 1, variant(base, gain=0.2))
-    budget = Budget(rounds=5, candidates=20)
+    budget = Budget(rounds=9, candidates=40)
     better = decide(make_state([first, ("c2", 2, variant(base, gain=0.45, seed=2))], base=base, round_=2, budget=budget), now=NOW)
     assert better.next == "propose" and better.best_candidate_id == "c2"
-    flat = [first, ("c2", 2, variant(base, gain=0.05, seed=2))]
-    once = decide(make_state(flat, base=base, round_=2, budget=budget), now=NOW)
+
+    def flat(round_: int, start: int) -> list:
+        return [(f"c{start + i}", round_, variant(base, gain=0.05, seed=start + i)) for i in range(4)]
+
+    once = decide(make_state([first, *flat(2, 2)], base=base, round_=2, budget=budget), now=NOW)
     assert once.next == "propose" and once.best_candidate_id == "c1"  # one flat round: patience
-    twice = decide(make_state(flat + [("c3", 3, variant(base, gain=0.1, seed=3))], base=base, round_=3, budget=budget), now=NOW)
+    twice = decide(make_state([first, *flat(2, 2), *flat(3, 6)], base=base, round_=3, budget=budget), now=NOW)
     assert twice.next == "approve" and twice.best_candidate_id == "c1"
     assert twice.reason.startswith("rounds 2-3 did not improve")
 
 
+def test_small_batches_get_as_many_tries_before_the_search_gives_up():
+    base = baseline_scores()
+    budget = Budget(rounds=9, candidates=40)
+    rounds = [(f"c{r}", r, variant(base, gain=0.05, loss=0.05, seed=r)) for r in range(1, 4)]
+    decision = decide(make_state(rounds, base=base, round_=3, budget=budget), now=NOW)
+    assert decision.next == "propose"  # three flat rounds of one candidate: 3 tries < 8
+
+
 def test_nothing_better_finishes_without_a_candidate():
     base = baseline_scores()
-    state = make_state([("c1", 1, variant(base, loss=0.3)), ("c2", 2, variant(base, loss=0.1, seed=2))], base=base, round_=2)
+    state = make_state([("c1", 1, variant(base, loss=0.3)), ("c2", 2, variant(base, loss=0.1, seed=2))], base=base, round_=2,
+                       budget=Budget(rounds=2))
     decision = decide(state, now=NOW)
     assert decision.next == "finish" and decision.best_candidate_id is None and not decision.confident
     assert "nothing worth approving" in decision.reason
