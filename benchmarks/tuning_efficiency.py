@@ -49,7 +49,6 @@ import random
 import sys
 import tempfile
 import time
-import uuid
 from collections import Counter
 from pathlib import Path
 
@@ -68,40 +67,19 @@ MAX_REASON_CHARS = 160
 # -- production traffic ----------------------------------------------------------------------------
 
 
-async def record_production(spec, traces_url: str, runs: int, seed: int = 0) -> dict:
-    """``runs`` production runs of the shipped config, recorded, with simulated user feedback."""
-    from graphtune.evals.datasets import load_dataset
-    from graphtune.evals.evaluators import contains
-    from graphtune.evals.runner import read_output
-    from graphtune.tracing.recorder import TrajectoryRecorder, run_tags
+def record_production(spec, traces_url: str, runs: int, workdir: str, seed: int = 0) -> dict:
+    """``runs`` production runs of the shipped config, recorded, with simulated user feedback
+    (``support_qa.traffic.simulate_production``, the demo's traffic)."""
+    from graphtune.graphs.support_qa.traffic import simulate_production
+    from graphtune.tracing.recorder import TrajectoryRecorder
 
     recorder = TrajectoryRecorder(traces_url)
-    graph = await asyncio.to_thread(spec.build_graph, spec.config)
-    examples = list(load_dataset(spec.dataset_path(), spec.evals.datasets[0].name).examples)
-    rng = random.Random(f"production:{seed}")
-    picked = [rng.choice(examples) for _ in range(runs)]
-    gate = asyncio.Semaphore(4)
-    thumbs = Counter()
-
-    async def one(index: int, example) -> None:
-        run_id = uuid.uuid4()
-        config = {"callbacks": [recorder], "run_id": run_id,
-                  "metadata": run_tags(spec.workflow, config_version=1, source="production"),
-                  "configurable": {"thread_id": f"production-{index}"}}
-        async with gate:
-            try:
-                state = await graph.ainvoke(dict(example.inputs), config)
-            except Exception:  # a failed production run is recorded by the recorder; no feedback
-                return
-        answer = read_output(state, spec.evals.output.answer)
-        good = bool(example.expected) and contains(str(answer or ""), example.expected) == 1.0
-        thumbs["up" if good else "down"] += 1
-        recorder.feedback(run_id.hex, thumbs_up=good, workflow=spec.workflow, source="production")
-
-    await asyncio.gather(*(one(i, e) for i, e in enumerate(picked)))
-    await asyncio.to_thread(recorder.flush, 30.0)
-    recorder.close()
-    return {"runs": runs, "thumbs_up": thumbs["up"], "thumbs_down": thumbs["down"]}
+    try:
+        summary = simulate_production(runs, recorder=recorder, seed=seed, config=spec.config, workflow=str(spec.path),
+                                      database_url=f"sqlite:///{workdir}/production-configs.db", concurrency=4)
+    finally:
+        recorder.close()
+    return {"runs": summary.requests, "thumbs_up": summary.thumbs_up, "thumbs_down": summary.thumbs_down}
 
 
 # -- the methods -------------------------------------------------------------------------------------
@@ -291,7 +269,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="graphtune-bench-tuning-") as workdir:
         bench_path = _grid.write_spec(bench, workdir)
         traces_url = f"sqlite:///{workdir}/traces.db"
-        production = asyncio.run(record_production(spec, traces_url, args.production_runs))
+        production = record_production(spec, traces_url, args.production_runs, workdir)
         log(f"production traffic: {production}")
 
         async def one_seed(seed: int) -> None:
