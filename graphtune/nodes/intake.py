@@ -225,7 +225,7 @@ def _success(request: TuningRequest, source: str, usage: list[dict]) -> dict:
         "spec": source,
         "round": 0,
         "started_at": time.time(),
-        "messages": [AIMessage(_summary(request))],
+        "messages": [AIMessage(_summary(request), name=STEP)],
     }
     if usage:
         update["controller_usage"] = usage
@@ -237,7 +237,7 @@ def _stop(status: str, message: str, *, workflow: str | None = None, usage: list
     update: dict[str, Any] = {
         "request": None,
         "outcome": Outcome(status=status, workflow=workflow, message=message).model_dump(),
-        "messages": [AIMessage(message)],
+        "messages": [AIMessage(message, name=STEP)],
     }
     if usage:
         update["controller_usage"] = usage

@@ -1,0 +1,39 @@
+"""What ``langgraph.json`` names: the graphs the LangGraph server serves, and its checkpointer.
+
+Graphs are compiled without a checkpointer (the server brings its own). The checkpointer factory
+gives the server graphtune's database when ``GRAPHTUNE_DATABASE_URL`` is PostgreSQL, so a run
+parked at approval survives a server restart; without it the server keeps its own checkpoints.
+Nothing runs at import: the server calls these factories.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from langgraph.checkpoint.base import BaseCheckpointSaver
+
+from graphtune.backends.configs import database_url_from_env
+
+
+def controller():
+    """The controller, recording its own runs into the trace store the environment names."""
+    from graphtune.backends.traces import traces_url_from_env
+    from graphtune.graphs.controller import create_controller
+    from graphtune.tracing.recorder import recorder_for
+
+    return create_controller(None, recorder=recorder_for(traces_url_from_env(), capture_state=False))
+
+
+@asynccontextmanager
+async def checkpointer() -> AsyncIterator[BaseCheckpointSaver]:
+    """``checkpointer.path`` in langgraph.json: PostgreSQL from ``GRAPHTUNE_DATABASE_URL``."""
+    from graphtune.backends.checkpoints import open_checkpointer
+
+    url = database_url_from_env()
+    if not url.startswith(("postgresql://", "postgres://")):
+        raise RuntimeError(
+            f"the LangGraph server's durable checkpoints need GRAPHTUNE_DATABASE_URL=postgresql://...; got {url!r}. "
+            "Without PostgreSQL, serve with langgraph-dev.json (the server's own in-memory checkpoints)")
+    async with open_checkpointer(url) as saver:
+        yield saver

@@ -1,0 +1,91 @@
+"""The controller served by the real ``langgraph dev``, driven through ``langgraph_sdk``: a chat
+message starts a tuning run, the approval interrupt comes back over the API, a resume promotes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from graphtune.backends.configs import open_config_store
+from tests.graphs.conftest import weak_toy_spec  # noqa: F401  (fixture)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def server(tmp_path):
+    """``langgraph dev`` on a free port, graphtune's database in the test's directory."""
+    port = free_port()
+    db = f"sqlite:///{tmp_path}/graphtune.db"
+    env = {**os.environ, "GRAPHTUNE_DATABASE_URL": db, "LANGGRAPH_CLI_NO_ANALYTICS": "1", "PYTHONPATH": str(ROOT)}
+    env.pop("GRAPHTUNE_MODEL", None)
+    env.pop("GRAPHTUNE_TRACES_URL", None)
+    log = open(tmp_path / "server.log", "w")
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "langgraph"), "dev", "--no-browser", "--no-reload",
+                             "--port", str(port)], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/ok", timeout=1)
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError("langgraph dev did not start:\n" + (tmp_path / "server.log").read_text()[-3000:])
+                time.sleep(0.3)
+        yield url, db
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+def test_a_chat_message_tunes_parks_at_approval_and_a_resume_promotes(server, weak_toy_spec):
+    from langgraph_sdk import get_client
+
+    url, db = server
+    context = {"specs": {"toy": str(weak_toy_spec.path)}, "batch_size": 2, "seed": 3}
+
+    async def drive():
+        client = get_client(url=url, api_key=None)
+        thread = await client.threads.create()
+        parked = await client.runs.wait(
+            thread["thread_id"], "controller", context=context,
+            input={"messages": [{"role": "user", "content": "improve toy accuracy; try 2 candidates, at most 1 round"}]})
+        state = await client.threads.get_state(thread["thread_id"])
+        bad = await client.runs.wait(thread["thread_id"], "controller", context=context,
+                                     command={"resume": {"action": "ship-it"}})
+        done = await client.runs.wait(thread["thread_id"], "controller", context=context,
+                                      command={"resume": {"action": "approve", "actor": "dana", "comment": "via the API"}})
+        return parked, state, bad, done
+
+    parked, state, bad, done = asyncio.run(drive())
+    payload = parked["__interrupt__"][0]["value"]
+    assert payload["kind"] == "approval" and payload["workflow"] == "toy"
+    assert {"path": "answer.quality", "value": "good"} in payload["report"]["candidate"]["mutations"]
+    assert state["next"] == ["approve"]
+    ai_steps = {m.get("name") for m in parked["messages"] if m["type"] == "ai"}
+    assert {"intake", "observe", "propose", "evaluate", "decide", "report"} <= ai_steps  # progress in the chat
+    assert "invalid approval" in bad["__interrupt__"][0]["value"]["error"]  # still parked, told why
+    assert done["outcome"]["status"] == "promoted"
+    with open_config_store(db) as store:
+        assert store.active("toy").config["answer"]["quality"] == "good"
+        assert (store.history("toy")[0].actor, store.history("toy")[0].reason) == ("dana", "via the API")
