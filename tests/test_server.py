@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -26,36 +27,43 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def server(tmp_path):
-    """``langgraph dev`` on a free port, graphtune's database in the test's directory."""
+@contextmanager
+def serve(workdir: Path, db: str):
+    """``langgraph dev`` on a free port with graphtune's database at ``db`` (checkpoints included)."""
+    workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    db = f"sqlite:///{tmp_path}/graphtune.db"
     env = {**os.environ, "GRAPHTUNE_DATABASE_URL": db, "LANGGRAPH_CLI_NO_ANALYTICS": "1", "PYTHONPATH": str(ROOT)}
     env.pop("GRAPHTUNE_MODEL", None)
     env.pop("GRAPHTUNE_TRACES_URL", None)
-    log = open(tmp_path / "server.log", "w")
-    proc = subprocess.Popen([str(Path(sys.executable).parent / "langgraph"), "dev", "--no-browser", "--no-reload",
-                             "--port", str(port)], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/ok", timeout=1)
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError("langgraph dev did not start:\n" + (tmp_path / "server.log").read_text()[-3000:])
-                time.sleep(0.3)
-        yield url, db
-    finally:
-        proc.terminate()
+    log_path = workdir / "server.log"
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen([str(Path(sys.executable).parent / "langgraph"), "dev", "--no-browser", "--no-reload",
+                                 "--port", str(port)], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        url = f"http://127.0.0.1:{port}"
         try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+            deadline = time.monotonic() + 90
+            while True:
+                try:
+                    urllib.request.urlopen(f"{url}/ok", timeout=1)
+                    break
+                except OSError:
+                    if proc.poll() is not None or time.monotonic() > deadline:
+                        raise AssertionError("langgraph dev did not start:\n" + log_path.read_text()[-3000:])
+                    time.sleep(0.3)
+            yield url
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+@pytest.fixture
+def server(tmp_path):
+    db = f"sqlite:///{tmp_path}/graphtune.db"
+    with serve(tmp_path, db) as url:
+        yield url, db
 
 
 def test_a_chat_message_tunes_parks_at_approval_and_a_resume_promotes(server, weak_toy_spec):
@@ -89,3 +97,36 @@ def test_a_chat_message_tunes_parks_at_approval_and_a_resume_promotes(server, we
     with open_config_store(db) as store:
         assert store.active("toy").config["answer"]["quality"] == "good"
         assert (store.history("toy")[0].actor, store.history("toy")[0].reason) == ("dana", "via the API")
+
+
+def test_an_approval_parked_on_the_server_survives_a_restart(tmp_path, pg_url, weak_toy_spec):
+    """Checkpoints in PostgreSQL (langgraph.json's checkpointer): stop the server while the thread
+    waits at approval, start a new one, resume there."""
+    from langgraph_sdk import get_client
+
+    context = {"specs": {"toy": str(weak_toy_spec.path)}, "batch_size": 2, "seed": 3}
+    with serve(tmp_path / "first", pg_url) as url:
+        async def start():
+            client = get_client(url=url, api_key=None)
+            thread = await client.threads.create()
+            await client.runs.wait(thread["thread_id"], "controller", context=context, input={
+                "messages": [{"role": "user", "content": "improve toy accuracy; try 2 candidates, at most 1 round"}]})
+            return thread["thread_id"]
+        thread_id = asyncio.run(start())
+    import psycopg
+
+    with psycopg.connect(pg_url) as conn:  # the checkpoints are graphtune's, in PostgreSQL
+        assert conn.execute("SELECT count(*) FROM checkpoints WHERE thread_id = %s", (thread_id,)).fetchone()[0] > 0
+
+    with serve(tmp_path / "second", pg_url) as url:
+        async def finish():
+            client = get_client(url=url, api_key=None)
+            state = await client.threads.get_state(thread_id)
+            done = await client.runs.wait(thread_id, "controller", context=context,
+                                          command={"resume": {"action": "approve", "actor": "dana"}})
+            return state, done
+        state, done = asyncio.run(finish())
+    assert state["next"] == ["approve"]
+    assert done["outcome"]["status"] == "promoted"
+    with open_config_store(pg_url) as store:
+        assert store.active("toy").config["answer"]["quality"] == "good"

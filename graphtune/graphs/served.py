@@ -1,9 +1,8 @@
 """What ``langgraph.json`` names: the graphs the LangGraph server serves, and its checkpointer.
 
 Graphs are compiled without a checkpointer (the server brings its own). The checkpointer factory
-gives the server graphtune's database when ``GRAPHTUNE_DATABASE_URL`` is PostgreSQL, so a run
-parked at approval survives a server restart; without it the server keeps its own checkpoints.
-Nothing runs at import: the server calls these factories.
+gives the server graphtune's database (PostgreSQL in production), so a run parked at approval
+survives a server restart. Nothing runs at import: the server calls these factories.
 """
 
 from __future__ import annotations
@@ -27,13 +26,9 @@ def controller():
 
 @asynccontextmanager
 async def checkpointer() -> AsyncIterator[BaseCheckpointSaver]:
-    """``checkpointer.path`` in langgraph.json: PostgreSQL from ``GRAPHTUNE_DATABASE_URL``."""
+    """``checkpointer.path`` in langgraph.json: the checkpoints live in ``GRAPHTUNE_DATABASE_URL``
+    (``AsyncPostgresSaver`` for PostgreSQL, SQLite otherwise), beside traces and configs."""
     from graphtune.backends.checkpoints import open_checkpointer
 
-    url = database_url_from_env()
-    if not url.startswith(("postgresql://", "postgres://")):
-        raise RuntimeError(
-            f"the LangGraph server's durable checkpoints need GRAPHTUNE_DATABASE_URL=postgresql://...; got {url!r}. "
-            "Without PostgreSQL, serve with langgraph-dev.json (the server's own in-memory checkpoints)")
-    async with open_checkpointer(url) as saver:
+    async with open_checkpointer(database_url_from_env()) as saver:
         yield saver
