@@ -82,7 +82,7 @@ def dispatch(state: ControllerState, config: RunnableConfig) -> list[Send] | Lit
                      "reference_scores": best.scores_by_example(request.goal.metric)}
     batch = [CandidateRecord.model_validate(raw) for raw in state.get("candidates", [])
              if raw["round"] == state.get("round") and raw["config_hash"] not in evals and raw["id"].startswith("c")]
-    racing = ctx.race if (ctx := _context(config)) is not None else True
+    racing = ctx.race if (ctx := _context()) is not None else True
     peers = [c.config_hash for c in batch] if racing and len(batch) > 1 else []
     for candidate in batch:
         task = EvalTask(candidate=candidate, **common, **reference, peers=peers)
@@ -90,7 +90,7 @@ def dispatch(state: ControllerState, config: RunnableConfig) -> list[Send] | Lit
     return tasks or "decide"
 
 
-def _context(config: RunnableConfig) -> ControllerContext | None:
+def _context() -> ControllerContext | None:
     """The run's context inside a routing function (nodes get it as ``runtime.context``)."""
     from langgraph.runtime import get_runtime
 
