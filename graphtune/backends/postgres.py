@@ -366,12 +366,7 @@ class PostgresTraceStore(TraceStore):
     @staticmethod
     def _add_rollup(conn, builder: StatsBuilder, filters: list[str], params: list, lo: int | None, hi: int | None) -> None:
         where, args = list(filters), list(params)
-        if lo is not None:
-            where.append("minute >= %s")
-            args.append(lo)
-        if hi is not None:
-            where.append("minute < %s")
-            args.append(hi)
+        _within(where, args, "minute", lo, hi)
         cond = " AND ".join(where) or "true"
         for wf, node, count, errors, duration_sum, tin, tout in conn.execute(
             "SELECT workflow, node, sum(count), sum(errors), sum(duration_sum), sum(input_tokens), sum(output_tokens) "
@@ -395,12 +390,7 @@ class PostgresTraceStore(TraceStore):
         where, args = list(filters), list(params)
         where.append("kind = ANY(%s)")
         args.append(sorted(_ROLLUP_KINDS))
-        if since is not None:
-            where.append("time >= %s")
-            args.append(since)
-        if until is not None:
-            where.append("time < %s")
-            args.append(until)
+        _within(where, args, "time", since, until)
         if span is not None:
             outside = []
             if span[0] is not None:
@@ -432,12 +422,7 @@ class PostgresTraceStore(TraceStore):
         where, args = list(filters), list(params)
         where += ["kind = 'feedback'", "score < %s"]
         args.append(NEGATIVE_FEEDBACK_BELOW)
-        if since is not None:
-            where.append("time >= %s")
-            args.append(since)
-        if until is not None:
-            where.append("time < %s")
-            args.append(until)
+        _within(where, args, "time", since, until)
         rows = conn.execute(
             f"""WITH neg AS (SELECT trace_id, count(*) AS n FROM graphtune_events WHERE {' AND '.join(where)} GROUP BY trace_id),
             ran AS (SELECT DISTINCT e.trace_id, coalesce(e.workflow, '') AS wf, e.name AS node
@@ -473,3 +458,12 @@ class PostgresTraceStore(TraceStore):
     def close(self) -> None:
         self._pool.close()
 
+
+def _within(where: list[str], args: list, column: str, low, high) -> None:
+    """Add ``low <= column < high`` to a WHERE list, each bound only when given."""
+    if low is not None:
+        where.append(f"{column} >= %s")
+        args.append(low)
+    if high is not None:
+        where.append(f"{column} < %s")
+        args.append(high)
