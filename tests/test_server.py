@@ -130,3 +130,44 @@ def test_an_approval_parked_on_the_server_survives_a_restart(tmp_path, pg_url, w
     assert done["outcome"]["status"] == "promoted"
     with open_config_store(pg_url) as store:
         assert store.active("toy").config["answer"]["quality"] == "good"
+
+
+def test_support_qa_runs_the_active_version_or_the_one_named_in_context(server):
+    """One compiled graph per config version; runs are recorded as production traffic of that version."""
+    from langgraph_sdk import get_client
+
+    from graphtune.backends.traces import EventQuery, open_trace_store
+    from graphtune.spec import load_spec
+    from graphtune.tracing.events import EventKind
+
+    url, db = server
+    spec = load_spec("support_qa")
+    with open_config_store(db) as store:  # v1 (the spec's config) active, v2 stored beside it
+        store.ensure_active("support_qa", spec.config, actor="test")
+        v2 = store.put("support_qa", {**spec.config, "llm": {**spec.config["llm"], "max_tokens": 16}},
+                       actor="test", source="test")
+    question = {"messages": [{"role": "user", "content": "How do I reset my password?"}]}
+
+    async def ask():
+        client = get_client(url=url, api_key=None)
+        active = await client.runs.wait(None, "support_qa", input=question)
+        named = await client.runs.wait(None, "support_qa", input=question, context={"config_version": v2.version})
+        try:
+            await client.runs.wait(None, "support_qa", input=question, context={"config_version": 99})
+        except Exception as error:  # the SDK raises the run's error
+            return active, named, str(error)
+        return active, named, "no error"
+
+    active, named, unknown = asyncio.run(ask())
+    assert active["answer"] and named["answer"]
+    assert len(named["answer"].split()) < len(active["answer"].split())  # max_tokens 16 took effect
+    assert "no config version 99" in unknown and "known versions: 1, 2" in unknown
+    deadline = time.monotonic() + 15  # the server's recorder writes in the background
+    while True:
+        with open_trace_store(db) as traces:
+            ends = traces.read(EventQuery(workflow="support_qa", kinds=[EventKind.RUN_END]))
+        if len(ends) >= 2 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert sorted(e.config_version for e in ends) == [1, v2.version]
+    assert {e.source for e in ends} == {"production"}
