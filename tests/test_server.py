@@ -21,6 +21,10 @@ from tests.graphs.conftest import weak_toy_spec  # noqa: F401  (fixture)
 ROOT = Path(__file__).resolve().parents[1]
 
 
+class ServerDidNotStart(AssertionError):
+    """langgraph dev exited or never answered; the message is the end of its log."""
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -28,13 +32,16 @@ def free_port() -> int:
 
 
 @contextmanager
-def serve(workdir: Path, db: str):
-    """``langgraph dev`` on a free port with graphtune's database at ``db`` (checkpoints included)."""
+def serve(workdir: Path, db: str, **extra_env: str):
+    """``langgraph dev`` on a free port with graphtune's database at ``db`` (checkpoints included).
+    Auth is off unless ``extra_env`` configures it."""
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    env = {**os.environ, "GRAPHTUNE_DATABASE_URL": db, "LANGGRAPH_CLI_NO_ANALYTICS": "1", "PYTHONPATH": str(ROOT)}
-    env.pop("GRAPHTUNE_MODEL", None)
-    env.pop("GRAPHTUNE_TRACES_URL", None)
+    env = {**os.environ, "GRAPHTUNE_DATABASE_URL": db, "LANGGRAPH_CLI_NO_ANALYTICS": "1", "PYTHONPATH": str(ROOT),
+           "GRAPHTUNE_AUTH": "off", **extra_env}
+    for name in ("GRAPHTUNE_MODEL", "GRAPHTUNE_TRACES_URL", "GRAPHTUNE_AUTH_TOKENS_FILE", "GRAPHTUNE_AUTH_TOKENS"):
+        if name not in extra_env:
+            env.pop(name, None)
     log_path = workdir / "server.log"
     with open(log_path, "w") as log:
         proc = subprocess.Popen([str(Path(sys.executable).parent / "langgraph"), "dev", "--no-browser", "--no-reload",
@@ -48,7 +55,7 @@ def serve(workdir: Path, db: str):
                     break
                 except OSError:
                     if proc.poll() is not None or time.monotonic() > deadline:
-                        raise AssertionError("langgraph dev did not start:\n" + log_path.read_text()[-3000:])
+                        raise ServerDidNotStart(log_path.read_text()[-3000:])
                     time.sleep(0.3)
             yield url
         finally:
@@ -171,3 +178,78 @@ def test_support_qa_runs_the_active_version_or_the_one_named_in_context(server):
         time.sleep(0.2)
     assert sorted(e.config_version for e in ends) == [1, v2.version]
     assert {e.source for e in ends} == {"production"}
+
+
+TOKENS = {"dana": "dana-approver-token-0001", "olly": "olly-operator-token-0001"}
+
+
+def token_file(tmp_path: Path) -> Path:
+    """dana approves (and operates); olly only operates. olly's token is stored as its sha256."""
+    import yaml
+
+    from graphtune.graphs.access import token_digest
+
+    path = tmp_path / "tokens.yaml"
+    path.write_text(yaml.safe_dump({"tokens": [
+        {"identity": "dana", "roles": ["approver", "operator"], "token": TOKENS["dana"]},
+        {"identity": "olly", "roles": ["operator"], "token_sha256": token_digest(TOKENS["olly"])},
+    ]}))
+    return path
+
+
+def as_user(url: str, who: str | None, token: str | None = None):
+    from langgraph_sdk import get_client
+
+    token = token or (TOKENS[who] if who else None)
+    return get_client(url=url, api_key=None, headers={"Authorization": f"Bearer {token}"} if token else None)
+
+
+def http_status(error: BaseException) -> int | None:
+    return getattr(getattr(error, "response", None), "status_code", None)
+
+
+def test_only_an_approver_answers_an_approval_and_is_recorded_as_the_approver(tmp_path, pg_url, weak_toy_spec):
+    """Bearer tokens from a file; Postgres checkpoints. An operator starts the run; the operator's resume
+    is a 403 and changes nothing; the approver's resume promotes, recorded under the token's identity."""
+    context = {"specs": {"toy": str(weak_toy_spec.path)}, "batch_size": 2, "seed": 3}
+    request = {"messages": [{"role": "user", "content": "improve toy accuracy; try 2 candidates, at most 1 round"}]}
+    env = {"GRAPHTUNE_AUTH": "tokens", "GRAPHTUNE_AUTH_TOKENS_FILE": str(token_file(tmp_path))}
+    with serve(tmp_path / "server", pg_url, **env) as url:
+        async def drive():
+            statuses = {}
+            for name, client in (("missing", as_user(url, None)), ("invalid", as_user(url, None, "not-a-token-at-all"))):
+                try:
+                    await client.threads.create()
+                except Exception as error:  # noqa: BLE001
+                    statuses[name] = (http_status(error), str(error))
+            olly, dana = as_user(url, "olly"), as_user(url, "dana")
+            thread = (await olly.threads.create())["thread_id"]
+            parked = await olly.runs.wait(thread, "controller", context=context, input=request)
+            before = await olly.threads.get_state(thread)
+            try:
+                await olly.runs.wait(thread, "controller", context=context, command={"resume": {"action": "approve"}})
+            except Exception as error:  # noqa: BLE001
+                statuses["operator_resume"] = (http_status(error), str(error))
+            after = await olly.threads.get_state(thread)
+            done = await dana.runs.wait(thread, "controller", context=context,
+                                        command={"resume": {"action": "approve", "actor": "mallory", "comment": "ok"}})
+            return statuses, parked, before, after, done
+
+        statuses, parked, before, after, done = asyncio.run(drive())
+    assert statuses["missing"][0] == 401 and statuses["invalid"][0] == 401
+    assert parked["__interrupt__"][0]["value"]["kind"] == "approval"
+    assert statuses["operator_resume"][0] == 403
+    assert before["next"] == after["next"] == ["approve"]
+    assert before["checkpoint"]["checkpoint_id"] == after["checkpoint"]["checkpoint_id"]  # nothing ran
+    assert done["outcome"]["status"] == "promoted"
+    with open_config_store(pg_url) as store:
+        latest = store.history("toy")[0]
+        assert (latest.action, latest.actor, latest.reason) == ("promote", "dana", "ok")  # not "mallory"
+        assert store.tuning_claim("toy") is None  # released at the end
+
+
+def test_a_missing_token_file_stops_the_server_instead_of_turning_auth_off(tmp_path):
+    with pytest.raises(ServerDidNotStart, match="tokens.yaml: cannot read the token file"):
+        with serve(tmp_path, f"sqlite:///{tmp_path}/graphtune.db", GRAPHTUNE_AUTH="tokens",
+                   GRAPHTUNE_AUTH_TOKENS_FILE=str(tmp_path / "tokens.yaml")):
+            pass

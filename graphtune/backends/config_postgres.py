@@ -30,7 +30,11 @@ _MIGRATIONS = {
             actor text NOT NULL, action text NOT NULL, version integer, from_version integer, reason text NOT NULL,
             evidence text NOT NULL, details jsonb NOT NULL)""",
         "CREATE INDEX IF NOT EXISTS graphtune_config_log_workflow ON graphtune_config_log (workflow, id)",
-    ]
+    ],
+    2: [  # one tuning run per workflow
+        "ALTER TABLE graphtune_config_state ADD COLUMN IF NOT EXISTS tuning_thread text, "
+        "ADD COLUMN IF NOT EXISTS tuning_actor text, ADD COLUMN IF NOT EXISTS tuning_since double precision",
+    ],
 }
 
 

@@ -24,7 +24,12 @@ _MIGRATIONS = {
             action TEXT NOT NULL, version INTEGER, from_version INTEGER, reason TEXT NOT NULL, evidence TEXT NOT NULL,
             details TEXT NOT NULL)""",
         "CREATE INDEX IF NOT EXISTS graphtune_config_log_workflow ON graphtune_config_log (workflow, id)",
-    ]
+    ],
+    2: [  # one tuning run per workflow
+        "ALTER TABLE graphtune_config_state ADD COLUMN tuning_thread TEXT",
+        "ALTER TABLE graphtune_config_state ADD COLUMN tuning_actor TEXT",
+        "ALTER TABLE graphtune_config_state ADD COLUMN tuning_since REAL",
+    ],
 }
 
 

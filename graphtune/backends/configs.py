@@ -27,7 +27,7 @@ from graphtune.backends.traces import DEFAULT_DATABASE_URL, UnknownBackendError
 from graphtune.tuning.configs import canonical_json, config_hash
 
 ACCEPTED_SCHEMES = ("sqlite:///FILE", "postgresql://...")
-Action = Literal["register", "promote", "rollback", "split", "clear_split", "reject"]
+Action = Literal["register", "promote", "rollback", "split", "clear_split", "reject", "release"]
 
 
 class ConfigVersion(BaseModel):
@@ -86,8 +86,30 @@ class ChangeLogEntry(BaseModel):
     details: dict[str, Any] = {}
 
 
+class TuningClaim(BaseModel):
+    """Which tuning run holds a workflow: one at a time, from its first observation to its outcome."""
+
+    workflow: str
+    thread_id: str
+    actor: str
+    since: float
+
+
 class ConfigStoreError(Exception):
     """Anything the config store refuses."""
+
+
+class TuningBusyError(ConfigStoreError):
+    """Another tuning run holds the workflow."""
+
+    def __init__(self, holder: TuningClaim):
+        since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(holder.since))
+        super().__init__(
+            f"workflow {holder.workflow!r} is being tuned by thread {holder.thread_id} (started by {holder.actor} "
+            f"at {since}); approve or reject that run first (`graphtune pending`), or release it with "
+            f"`graphtune unlock {holder.workflow}`"
+        )
+        self.holder = holder
 
 
 class ConflictError(ConfigStoreError):
@@ -162,6 +184,19 @@ class ConfigStore(ABC):
     @abstractmethod
     def history(self, workflow: str, limit: int = 50) -> list[ChangeLogEntry]:
         """Change-log entries, newest first."""
+
+    @abstractmethod
+    def claim_tuning(self, workflow: str, thread_id: str, *, actor: str) -> TuningClaim:
+        """Hold the workflow for one tuning run (re-entrant for the same thread), else ``TuningBusyError``."""
+
+    @abstractmethod
+    def tuning_claim(self, workflow: str) -> TuningClaim | None:
+        """The run holding the workflow, if any."""
+
+    @abstractmethod
+    def release_tuning(self, workflow: str, thread_id: str | None, *, actor: str, reason: str = "") -> TuningClaim | None:
+        """Let go of the workflow if ``thread_id`` holds it; ``None`` releases whichever run holds it
+        (a stale claim) and logs who did. Returns the released claim, or None if there was nothing to release."""
 
     @abstractmethod
     def record_rejection(self, workflow: str, version: int, *, actor: str, reason: str, evidence: str = "") -> ChangeLogEntry:
@@ -329,6 +364,46 @@ class SqlConfigStore(ConfigStore):
             self._drop_split(ex, workflow, revision + 1, now)
             self._log(ex, workflow, now, actor, "clear_split", None, active, reason, "",
                       {"cleared_split": json.loads(current), "revision": revision + 1})
+
+    # -- one tuning run per workflow -----------------------------------------------------
+    def claim_tuning(self, workflow, thread_id, *, actor):
+        if not thread_id:
+            raise ValueError(f"workflow {workflow!r}: a tuning claim needs the run's thread id")
+        with self._write() as ex:
+            self._state(ex, workflow)  # locks the row: two claims cannot both see it free
+            holder = self._claim(ex, workflow)
+            if holder is not None and holder.thread_id != thread_id:
+                raise TuningBusyError(holder)
+            if holder is not None:
+                return holder
+            now = time.time()
+            ex("UPDATE graphtune_config_state SET tuning_thread = ?, tuning_actor = ?, tuning_since = ? WHERE workflow = ?",
+               (thread_id, actor, now, workflow))
+            return TuningClaim(workflow=workflow, thread_id=thread_id, actor=actor, since=now)
+
+    def tuning_claim(self, workflow):
+        with self._read() as ex:
+            return self._claim(ex, workflow)
+
+    def release_tuning(self, workflow, thread_id, *, actor, reason=""):
+        with self._write() as ex:
+            active, _, _ = self._state(ex, workflow)
+            holder = self._claim(ex, workflow)
+            if holder is None or (thread_id is not None and holder.thread_id != thread_id):
+                return None
+            ex("UPDATE graphtune_config_state SET tuning_thread = NULL, tuning_actor = NULL, tuning_since = NULL "
+               "WHERE workflow = ?", (workflow,))
+            if thread_id is None:  # someone else's claim: say who let it go
+                self._log(ex, workflow, time.time(), actor, "release", None, active,
+                          reason or f"released the tuning run of thread {holder.thread_id}", "",
+                          holder.model_dump(mode="json"))
+            return holder
+
+    @staticmethod
+    def _claim(ex: Execute, workflow: str) -> TuningClaim | None:
+        row = ex("SELECT tuning_thread, tuning_actor, tuning_since FROM graphtune_config_state "
+                 "WHERE workflow = ? AND tuning_thread IS NOT NULL", (workflow,)).fetchone()
+        return TuningClaim(workflow=workflow, thread_id=row[0], actor=row[1], since=row[2]) if row else None
 
     # -- change log ----------------------------------------------------------------------
     def record_rejection(self, workflow, version, *, actor, reason, evidence=""):

@@ -22,6 +22,42 @@ def current_thread_id() -> str:
         return ""
 
 
+@dataclass(frozen=True)
+class Caller:
+    """Who started or resumed this run, as the LangGraph server's auth handler established it."""
+
+    identity: str
+    permissions: tuple[str, ...]
+
+    @property
+    def verified(self) -> bool:
+        """False when the server runs with auth explicitly off (a laptop): the identity proves nothing."""
+        from graphtune.graphs.access import AUTH_OFF
+
+        return AUTH_OFF not in self.permissions
+
+    def may(self, role: str) -> bool:
+        return role in self.permissions
+
+
+def authenticated_caller() -> Caller | None:
+    """The server-authenticated caller of the running node; None outside the server (CLI, tests).
+
+    The server writes ``langgraph_auth_user_id`` and ``langgraph_auth_permissions`` into the run's
+    configurable itself and refuses them from clients, so a request cannot claim someone else's name.
+    """
+    from langgraph.config import get_config
+
+    try:
+        configurable = get_config().get("configurable", {})
+    except RuntimeError:
+        return None
+    identity = configurable.get("langgraph_auth_user_id")
+    if not identity:
+        return None
+    return Caller(identity=str(identity), permissions=tuple(configurable.get("langgraph_auth_permissions") or ()))
+
+
 def _env(name: str) -> str | None:
     return os.environ.get(name) or None
 

@@ -104,6 +104,11 @@ def after_intake(state: ControllerState) -> Literal["observe", "record"]:
     return "observe" if state.get("request") else "record"
 
 
+def after_observe(state: ControllerState) -> Literal["propose", "record"]:
+    """A workflow another run holds ends the run here, nothing claimed."""
+    return "record" if (state.get("outcome") or {}).get("status") == "busy" else "propose"
+
+
 def after_decide(state: ControllerState) -> Literal["observe", "report", "finish"]:
     """An edited candidate always comes back to the approver; otherwise the decision routes."""
     if (state.get("approval") or {}).get("action") == "edit":
@@ -134,7 +139,7 @@ def build_controller_graph(recorder: TrajectoryRecorder | None = None, *, record
 
     builder.add_edge(START, "intake")
     builder.add_conditional_edges("intake", after_intake)
-    builder.add_edge("observe", "propose")
+    builder.add_conditional_edges("observe", after_observe)
     builder.add_conditional_edges("propose", dispatch, ["evaluate", "decide"])
     builder.add_edge("evaluate", "decide")
     builder.add_conditional_edges("decide", after_decide)

@@ -69,7 +69,7 @@ class Approval(BaseModel):
 
 
 class Outcome(BaseModel):
-    status: Literal["promoted", "rejected", "no_change", "conflict", "unknown_workflow", "failed"]
+    status: Literal["promoted", "rejected", "no_change", "conflict", "unknown_workflow", "failed", "busy"]
     workflow: str | None = None
     version: int | None = None
     from_version: int | None = None
@@ -81,16 +81,17 @@ class ControllerState(TypedDict):
     graphtune_trajectory: NotRequired[dict[str, Any]]  # TrajectoryNode's cursor, kept in checkpoints
     request: NotRequired[dict | None]  # TuningRequest
     spec: NotRequired[str]  # spec name or path the run uses
-    baseline: NotRequired[dict]  # CandidateRecord of the active config, plus "version"
+    baseline: NotRequired[dict | None]  # CandidateRecord of the active config, plus "version"
     round: NotRequired[int]
-    observation: NotRequired[dict]  # tuning.hotspots.Observation, samples trimmed
+    observation: NotRequired[dict | None]  # tuning.hotspots.Observation, samples trimmed
     candidates: NotRequired[Annotated[list[dict], extend]]  # CandidateRecord, every round
     rejected_proposals: NotRequired[Annotated[list[dict], extend]]  # {round, proposer, candidate, reasons}
     evals: NotRequired[Annotated[dict[str, dict], merge_dicts]]  # config_hash -> EvalReport
     controller_usage: NotRequired[Annotated[list[dict], extend]]  # {step, input_tokens, output_tokens, cost_usd}
     started_at: NotRequired[float]
-    decision: NotRequired[dict]  # tuning.decision.Decision
-    report: NotRequired[dict]  # tuning.report.ApprovalReport shown at approval
-    approval: NotRequired[dict]  # Approval
+    decision: NotRequired[dict | None]  # tuning.decision.Decision
+    report: NotRequired[dict | None]  # tuning.report.ApprovalReport shown at approval
+    approval: NotRequired[dict | None]  # Approval
     approval_error: NotRequired[str | None]
-    outcome: NotRequired[dict]  # Outcome
+    outcome: NotRequired[dict | None]  # Outcome
+    tuning_claim: NotRequired[str | None]  # the holder id of this run's claim on the workflow (its thread id)

@@ -6,6 +6,8 @@ it runs again from the top, and everything before ``interrupt()`` is a pure read
 
 The resume value is validated. Anything invalid keeps the thread at approval with the error in the
 next interrupt's payload; an edit is checked against the search space and goes back to evaluate.
+On a LangGraph server with auth, the approver is the authenticated caller (the payload's ``actor``
+is ignored) and must hold the approver role; the server's auth handler already refuses others.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from langgraph.runtime import Runtime
 from langgraph.types import Command, Send, interrupt
 from pydantic import BaseModel, ValidationError
 
-from graphtune.graphs.context import ControllerContext, current_thread_id
+from graphtune.graphs.access import APPROVER
+from graphtune.graphs.context import ControllerContext, authenticated_caller, current_thread_id
 from graphtune.graphs.state import Approval, CandidateRecord, ControllerState, EvalTask
 from graphtune.llm import model_available
 from graphtune.spec import load_spec
@@ -62,6 +65,16 @@ def parse_approval(value: Any) -> Approval:
     return approval
 
 
+def approver_checked(approval: Approval) -> Approval:
+    """The approval in the name of the authenticated caller, when the server authenticated one."""
+    caller = authenticated_caller()
+    if caller is None or not caller.verified:
+        return approval
+    if not caller.may(APPROVER):
+        raise ValueError(f"{caller.identity} is not an approver")
+    return approval.model_copy(update={"actor": caller.identity})
+
+
 def reported_candidate(state: ControllerState) -> str | None:
     """The edited candidate once evaluated after an edit, else the decision's recommendation."""
     approval = state.get("approval") or {}
@@ -88,7 +101,7 @@ async def approve(state: ControllerState, runtime: Runtime[ControllerContext]) -
     answer = interrupt(payload.model_dump(mode="json"))
 
     try:
-        approval = parse_approval(answer)
+        approval = approver_checked(parse_approval(answer))
         if approval.action == "edit":
             return await _edit(state, runtime.context or ControllerContext(), approval)
     except ValueError as error:

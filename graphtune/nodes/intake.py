@@ -25,6 +25,7 @@ from typing import Any
 
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 from langgraph.runtime import Runtime
+from langgraph.types import Overwrite
 from pydantic import BaseModel
 
 from graphtune.graphs.context import ControllerContext
@@ -220,16 +221,22 @@ def _short(error: object, limit: int = 400) -> str:
 
 
 def _success(request: TuningRequest, source: str, usage: list[dict]) -> dict:
-    update: dict[str, Any] = {
+    """A new tuning run; on a thread that already ran one, everything that run produced is cleared."""
+    return {
         "request": request.model_dump(mode="json"),
         "spec": source,
         "round": 0,
         "started_at": time.time(),
         "messages": [AIMessage(_summary(request), name=STEP)],
+        **_fresh_run(),
+        "controller_usage": Overwrite(usage),
     }
-    if usage:
-        update["controller_usage"] = usage
-    return update
+
+
+def _fresh_run() -> dict[str, Any]:
+    return {"baseline": None, "observation": None, "decision": None, "report": None, "approval": None,
+            "approval_error": None, "outcome": None, "tuning_claim": None,
+            "candidates": Overwrite([]), "rejected_proposals": Overwrite([]), "evals": Overwrite({})}
 
 
 def _stop(status: str, message: str, *, workflow: str | None = None, usage: list[dict] | None = None) -> dict:

@@ -1,19 +1,22 @@
 """observe: where the workflow hurts in production, and which config it runs now.
 
-On the first round it also pins the baseline: the workflow's active config version (the spec's
-config becomes version 1 on first use). Every later comparison and the final compare-and-set
-promotion are against this version.
+On the first round it claims the workflow (one tuning run per workflow at a time: a second request
+is turned away, naming the run that holds it) and pins the baseline: the workflow's active config
+version (the spec's config becomes version 1 on first use). Every later comparison and the final
+compare-and-set promotion are against this version. ``promote`` and ``finish`` release the claim.
 """
 
 from __future__ import annotations
 
 import asyncio
+import uuid
 
 from langchain_core.messages import AIMessage
 from langgraph.runtime import Runtime
 
-from graphtune.graphs.context import ControllerContext
-from graphtune.graphs.state import CandidateRecord, ControllerState
+from graphtune.backends.configs import TuningBusyError
+from graphtune.graphs.context import ControllerContext, authenticated_caller, current_thread_id
+from graphtune.graphs.state import CandidateRecord, ControllerState, Outcome
 from graphtune.spec import load_spec
 from graphtune.tuning.configs import config_hash
 from graphtune.tuning.hotspots import find_hot_spots, fmt_ms, fmt_pct, fmt_window, parse_window
@@ -47,12 +50,25 @@ def summary(obs) -> str:
     return f"{head}{overall}. Hot spots: {spots}."
 
 
+def _claim(ctx: ControllerContext, workflow: str, holder: str) -> None:
+    caller = authenticated_caller()
+    with ctx.config_store() as store:
+        store.claim_tuning(workflow, holder, actor=caller.identity if caller else "graphtune")
+
+
 async def observe(state: ControllerState, runtime: Runtime[ControllerContext]) -> dict:
     ctx = runtime.context or ControllerContext()
     spec = await asyncio.to_thread(load_spec, ctx.spec_source(state["spec"]))
     update: dict = {}
     baseline = state.get("baseline")
     if baseline is None:
+        holder = state.get("tuning_claim") or current_thread_id() or f"run-{uuid.uuid4().hex[:12]}"
+        try:
+            await asyncio.to_thread(_claim, ctx, spec.workflow, holder)
+        except TuningBusyError as busy:
+            outcome = Outcome(status="busy", workflow=spec.workflow, message=f"Not started: {busy}")
+            return {"outcome": outcome.model_dump(mode="json"), "messages": [AIMessage(outcome.message, name="observe")]}
+        update["tuning_claim"] = holder
         baseline = await asyncio.to_thread(_active_baseline, ctx, spec)
         update["baseline"] = baseline
     obs = await asyncio.to_thread(_observe, ctx, spec, ctx.observe_window)

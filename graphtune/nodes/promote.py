@@ -3,13 +3,14 @@
 Approval makes the candidate the active version only if the active version is still the baseline
 this run measured against; otherwise nothing changes and the outcome says to tune again. A
 rejection is logged against the candidate's stored version. ``finish`` ends a run with nothing to
-approve.
+approve. Both end the run, so both release its claim on the workflow.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 
 from langchain_core.messages import AIMessage
 from langgraph.runtime import Runtime
@@ -17,6 +18,8 @@ from langgraph.runtime import Runtime
 from graphtune.backends.configs import ConflictError
 from graphtune.graphs.context import ControllerContext, current_thread_id
 from graphtune.graphs.state import Approval, ControllerState, Outcome
+
+log = logging.getLogger("graphtune.controller")
 
 
 def evidence(state: ControllerState, candidate_id: str) -> str:
@@ -46,23 +49,45 @@ def _apply(ctx: ControllerContext, state: ControllerState, approval: Approval) -
             store.promote(workflow, stored.version, expected_active=baseline["version"], actor=approval.actor,
                           reason=reason, evidence=evidence(state, candidate["id"]))
         except ConflictError as error:
+            if error.found == stored.version:  # this node promoted it before a crash, and runs again
+                return _promoted(workflow, stored.version, baseline["version"], approval.actor)
             return Outcome(status="conflict", workflow=workflow, version=stored.version, from_version=baseline["version"],
                            message=f"not promoted: {error}. Run the tuning again against the new active version.")
-    return Outcome(status="promoted", workflow=workflow, version=stored.version, from_version=baseline["version"],
-                   message=f"{workflow}: version {stored.version} is active (was {baseline['version']}), "
-                           f"approved by {approval.actor}.")
+    return _promoted(workflow, stored.version, baseline["version"], approval.actor)
+
+
+def _promoted(workflow: str, version: int, from_version: int, actor: str) -> Outcome:
+    return Outcome(status="promoted", workflow=workflow, version=version, from_version=from_version,
+                   message=f"{workflow}: version {version} is active (was {from_version}), approved by {actor}.")
+
+
+def release_claim(ctx: ControllerContext, state: ControllerState) -> None:
+    """Let the next tuning run of the workflow start. A store that cannot be reached leaves the claim
+    for ``graphtune unlock``; the run's outcome stands either way."""
+    workflow, holder = (state.get("request") or {}).get("workflow"), state.get("tuning_claim")
+    if not workflow or not holder:
+        return
+    try:
+        with ctx.config_store() as store:
+            store.release_tuning(workflow, holder, actor="graphtune")
+    except Exception as error:  # noqa: BLE001 - reported, never fatal to a finished run
+        log.warning("could not release %s's tuning claim (thread %s): %s; run `graphtune unlock %s`",
+                    workflow, holder, error, workflow)
 
 
 async def promote(state: ControllerState, runtime: Runtime[ControllerContext]) -> dict:
+    ctx = runtime.context or ControllerContext()
     approval = Approval.model_validate(state["approval"])
-    outcome = await asyncio.to_thread(_apply, runtime.context or ControllerContext(), state, approval)
+    outcome = await asyncio.to_thread(_apply, ctx, state, approval)
+    await asyncio.to_thread(release_claim, ctx, state)
     return {"outcome": outcome.model_dump(mode="json"), "messages": [AIMessage(outcome.message, name="promote")]}
 
 
-def finish(state: ControllerState) -> dict:
+async def finish(state: ControllerState, runtime: Runtime[ControllerContext]) -> dict:
     """No candidate worth approving: end, saying why."""
     reason = (state.get("decision") or {}).get("reason") or "no candidate beat the baseline"
     workflow = (state.get("request") or {}).get("workflow")
     outcome = Outcome(status="no_change", workflow=workflow, version=(state.get("baseline") or {}).get("version"),
                       message=f"No change proposed for {workflow}: {reason}")
+    await asyncio.to_thread(release_claim, runtime.context or ControllerContext(), state)
     return {"outcome": outcome.model_dump(mode="json"), "messages": [AIMessage(outcome.message, name="finish")]}

@@ -288,12 +288,33 @@ def test_schema_version_is_recorded(store, url):
     if url.startswith("sqlite"):
         conn = sqlite3.connect(path_from_url(url, "sqlite"))
         try:
-            assert conn.execute(sql).fetchone() == (1,)
+            assert conn.execute(sql).fetchone() == (2,)
         finally:
             conn.close()
     else:
         with psycopg.connect(url) as conn:
-            assert conn.execute(sql).fetchone() == (1,)
+            assert conn.execute(sql).fetchone() == (2,)
+
+
+def test_a_version_1_database_is_migrated_in_place(url):
+    """A database created before tuning claims existed gains the claim columns when a store opens it."""
+    if url.startswith("sqlite"):
+        from graphtune.backends.config_sqlite import _MIGRATIONS
+        from graphtune.backends.sqlite import connect_sqlite, migrate
+
+        conn = connect_sqlite(path_from_url(url, "sqlite"))
+        migrate(conn, "configs", {1: _MIGRATIONS[1]})
+        conn.close()
+    else:
+        from graphtune.backends.config_postgres import _MIGRATIONS
+        from graphtune.backends.postgres import libpq_url, migrate
+
+        with psycopg.connect(libpq_url(url), autocommit=True) as conn:
+            migrate(conn, "configs", {1: _MIGRATIONS[1]})
+    with open_config_store(url) as store:
+        v1 = put(store, BASE)
+        assert store.claim_tuning("wf", "t1", actor="a").thread_id == "t1"
+        assert store.get("wf", v1.version).config == BASE
 
 
 def test_shares_the_database_with_the_trace_store(url):
@@ -314,3 +335,39 @@ def test_a_rejection_is_logged_and_changes_nothing(store):
     assert store.history("wf")[0] == entry
     with pytest.raises(UnknownVersionError):
         store.record_rejection("wf", 99, actor="dana", reason="?")
+
+
+def test_one_tuning_run_holds_a_workflow_at_a_time(store):
+    from graphtune.backends.configs import TuningBusyError
+
+    claim = store.claim_tuning("wf", "thread-1", actor="dana")
+    assert (claim.thread_id, claim.actor) == ("thread-1", "dana")
+    assert store.claim_tuning("wf", "thread-1", actor="dana") == claim  # the same run again (a resumed node)
+    with pytest.raises(TuningBusyError, match="thread-1.*graphtune unlock wf") as busy:
+        store.claim_tuning("wf", "thread-2", actor="sam")
+    assert busy.value.holder == claim
+    assert store.claim_tuning("other", "thread-2", actor="sam").thread_id == "thread-2"  # per workflow
+    assert store.release_tuning("wf", "thread-2", actor="sam") is None  # not its claim
+    assert store.tuning_claim("wf") == claim
+    assert store.release_tuning("wf", "thread-1", actor="dana") == claim
+    assert store.tuning_claim("wf") is None
+    assert store.claim_tuning("wf", "thread-2", actor="sam").thread_id == "thread-2"
+    assert [e.action for e in store.history("wf")] == []  # a run's own claim and release are not config changes
+
+
+def test_a_stale_tuning_claim_is_released_by_name_and_logged(store):
+    store.claim_tuning("wf", "crashed-thread", actor="dana")
+    released = store.release_tuning("wf", None, actor="ops", reason="the laptop died")
+    assert released.thread_id == "crashed-thread"
+    entry = store.history("wf")[0]
+    assert (entry.action, entry.actor, entry.reason) == ("release", "ops", "the laptop died")
+    assert entry.details["thread_id"] == "crashed-thread"
+    assert store.release_tuning("wf", None, actor="ops") is None
+
+
+def test_concurrent_tuning_claims_one_wins(store):
+    results, errors = run_together([lambda i=i: store.claim_tuning("wf", f"thread-{i}", actor="a") for i in range(4)])
+    winners = [r for r in results if r is not None]
+    assert len(winners) == 1
+    assert sum(type(e).__name__ == "TuningBusyError" for e in errors) == 3
+    assert store.tuning_claim("wf").thread_id == winners[0].thread_id

@@ -17,6 +17,7 @@ from blockbuster import blockbuster_ctx
 from langchain_core.messages import AIMessage, HumanMessage
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
+from langgraph.types import Overwrite
 
 from graphtune.graphs.context import ControllerContext
 from graphtune.graphs.state import ControllerState
@@ -39,7 +40,9 @@ def with_model(model, **kw) -> ControllerContext:
 
 
 def run(state: dict, ctx: ControllerContext) -> dict:
-    return asyncio.run(intake({"messages": [], **state}, Runtime(context=ctx)))
+    """intake's update, with the values it writes past a reducer (``Overwrite``) unwrapped."""
+    update = asyncio.run(intake({"messages": [], **state}, Runtime(context=ctx)))
+    return {k: v.value if isinstance(v, Overwrite) else v for k, v in update.items()}
 
 
 def say(text) -> dict:
@@ -98,7 +101,7 @@ def test_offline_example_sentence():
     assert request.text == EXAMPLE
     assert update["spec"] == "support_qa" and update["round"] == 0
     assert before <= update["started_at"] <= time.time()
-    assert "controller_usage" not in update and "outcome" not in update
+    assert not update.get("controller_usage") and update.get("outcome") is None
     reply = reply_of(update)
     for part in ["support_qa", "minimize p95 latency_ms (target -20% vs baseline)", "contains at most 0.02 below baseline",
                  "8 candidates", "6 rounds", "all tunables", OFFLINE_NOTICE]:
@@ -250,7 +253,7 @@ def test_a_failing_model_call_falls_back_without_raising():
     update = run(say(EXAMPLE), with_model(model))
     assert request_of(update).goal.metric == "latency_ms"
     assert "the model call failed" in request_of(update).notes[0]
-    assert "controller_usage" not in update
+    assert not update.get("controller_usage")
 
 
 def test_model_naming_an_unknown_workflow_stops_with_the_known_ones():
@@ -262,7 +265,7 @@ def test_model_naming_an_unknown_workflow_stops_with_the_known_ones():
 
 def test_empty_message_with_a_model_uses_the_defaults_without_a_call():
     update = run({"messages": []}, with_model(scripted()))
-    assert request_of(update).goal.metric == "contains" and "controller_usage" not in update
+    assert request_of(update).goal.metric == "contains" and not update.get("controller_usage")
 
 
 def test_model_answer_for_a_fixed_spec_keeps_that_spec(triage_spec):
@@ -336,3 +339,13 @@ def test_never_blocks_the_event_loop(monkeypatch, triage_spec):
     with OpenAITestServer(server_script(Reply(json={"workflow": "support_qa"}))) as server:
         updates = asyncio.run(all_inputs(server.base_url))
     assert all(u["request"] is not None for u in updates)
+
+
+def test_a_new_request_on_a_used_thread_starts_from_a_clean_slate():
+    """Chat clients send the next request on the same thread: the last run's results must not leak in."""
+    update = run({**say("support_qa is too slow; cut latency 20% without losing accuracy"),
+                  "baseline": {"id": "baseline"}, "candidates": [{"id": "c1"}], "evals": {"h": {}},
+                  "outcome": {"status": "promoted"}, "tuning_claim": "old-thread"}, offline())
+    assert request_of(update).workflow == "support_qa"
+    assert update["candidates"] == [] and update["evals"] == {} and update["rejected_proposals"] == []
+    assert all(update[k] is None for k in ("baseline", "decision", "report", "approval", "outcome", "tuning_claim"))
