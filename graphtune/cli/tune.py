@@ -110,6 +110,25 @@ def _parse_changes(text: str) -> list[dict]:
     return mutations
 
 
+def _existing_thread(controller, thread_id: str):
+    try:
+        return asyncio.run(controller.state(thread_id))
+    except LookupError:
+        return None
+
+
+def _carry_on(controller, existing, quiet: bool):
+    """``tune --thread T`` on a thread that exists: finish it if it stopped mid-way, never start over."""
+    if existing.pending:
+        return existing
+    if (existing.outcome or {}).get("status"):
+        raise fail(f"thread {existing.thread_id} has finished ({existing.outcome['status']}): "
+                   f"start a new run without --thread")
+    if not quiet:
+        console.print(f"thread [cyan]{existing.thread_id}[/cyan] stopped mid-way: carrying on from its last checkpoint")
+    return asyncio.run(controller.continue_run(existing.thread_id))
+
+
 def register(app: typer.Typer) -> None:
     @app.command()
     def tune(
@@ -117,7 +136,7 @@ def register(app: typer.Typer) -> None:
         spec: Annotated[Optional[str], typer.Option("--spec", help="Workflow spec file or bundled name (support_qa).")] = None,
         no_input: Annotated[bool, typer.Option("--no-input", help="Do not prompt: print the pending proposal and thread id as JSON and exit.")] = False,
         who: AsOpt = None,
-        thread: Annotated[Optional[str], typer.Option("--thread", help="Thread id (default: a new one).")] = None,
+        thread: Annotated[Optional[str], typer.Option("--thread", help="Thread id (default: a new one). An unfinished thread (its process died) carries on from its last checkpoint.")] = None,
         batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Candidates per round.")] = None,
         eval_limit: Annotated[Optional[int], typer.Option("--limit", help="Examples per candidate (default: all).")] = None,
         concurrency: Annotated[Optional[int], typer.Option("--concurrency", help="Parallel example runs, shared by all candidates.")] = None,
@@ -127,11 +146,15 @@ def register(app: typer.Typer) -> None:
     ):
         """Tune a workflow: observe, propose, evaluate, then stop at approval."""
         _use_db(db)
-        if not request and not spec:
-            raise fail('say what to tune: graphtune tune "support_qa is too slow" or --spec FILE')
         controller = _controller(no_input, batch_size=batch_size, eval_limit=eval_limit, concurrency=concurrency,
                                  seed=seed, observe_window=window)
-        result = asyncio.run(controller.start(request, spec=_spec_ref(spec), thread_id=thread))
+        existing = _existing_thread(controller, thread) if thread else None
+        if existing is not None:
+            result = _carry_on(controller, existing, no_input)
+        elif not request and not spec:
+            raise fail('say what to tune: graphtune tune "support_qa is too slow" or --spec FILE')
+        else:
+            result = asyncio.run(controller.start(request, spec=_spec_ref(spec), thread_id=thread))
         if no_input:
             print_json(_summary(result))
             return

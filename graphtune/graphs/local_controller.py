@@ -70,6 +70,19 @@ class LocalController:
                 raise LookupError(f"thread {thread_id!r} is not waiting for approval")
         return await self._run(thread_id, Command(resume=answer))
 
+    async def continue_run(self, thread_id: str) -> RunResult:
+        """Carry on a run that stopped mid-way (its process died) from its last checkpoint.
+
+        Nothing finished is done again: evaluate tasks that completed are in the checkpoint, and the
+        examples an interrupted task had already scored are in the eval cache."""
+        async with self._graph() as graph:
+            snapshot = await graph.aget_state(self._config(thread_id))
+        if not snapshot.values:
+            raise LookupError(f"no tuning thread {thread_id!r} in {self.context.resolved_database_url()}")
+        if _interrupts(snapshot) or not snapshot.next:  # waiting for approval, or finished: nothing to carry on
+            return _result(thread_id, snapshot)
+        return await self._run(thread_id, None)
+
     async def state(self, thread_id: str) -> RunResult:
         async with self._graph() as graph:
             snapshot = await graph.aget_state(self._config(thread_id))
