@@ -18,7 +18,7 @@ from typing import Any, Literal
 from langchain_core.messages import AIMessage
 from langgraph.runtime import Runtime
 from langgraph.types import Command, Send, interrupt
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from graphtune.graphs.access import APPROVER
 from graphtune.graphs.context import ControllerContext, authenticated_caller, current_thread_id
@@ -36,23 +36,65 @@ RESUME_HELP = ('resume with {"action": "approve" | "reject" | "edit", "actor": "
                '"mutations": [{"path": "...", "value": ...}] (edit only, relative to the baseline)}')
 
 
+HITL_ACTION = "promote_config"  # the action a human-in-the-loop UI shows for approval
+
+
 class ApprovalRequest(BaseModel):
-    """The interrupt payload: what a client shows the approver."""
+    """The interrupt payload: what a client shows the approver.
+
+    ``response_schema`` is the JSON Schema of the resume value. ``action_requests`` and
+    ``review_configs`` are LangChain's human-in-the-loop request shape (``HITLRequest``), so UIs
+    that render it (Agent Chat UI, Agent Inbox) offer approve / edit / reject; their answer
+    (``{"decisions": [{"type": "approve"}]}``) is accepted as a resume value too.
+    """
 
     kind: Literal["approval"] = "approval"
     workflow: str
     candidate_id: str
     actions: list[str] = list(ACTIONS)
     resume_format: str = RESUME_HELP
+    response_schema: dict[str, Any] = Field(default_factory=lambda: Approval.model_json_schema())
     report: dict[str, Any]
     markdown: str
     error: str | None = None
+    action_requests: list[dict[str, Any]] = Field(default_factory=list)
+    review_configs: list[dict[str, Any]] = Field(default_factory=lambda: [{
+        "action_name": HITL_ACTION, "allowed_decisions": list(ACTIONS),
+        "args_schema": {"type": "object", "properties": {"mutations": Approval.model_json_schema()["properties"]["mutations"]},
+                        "$defs": Approval.model_json_schema().get("$defs", {})}}])
+
+    @model_validator(mode="after")
+    def _hitl_request(self) -> ApprovalRequest:
+        if not self.action_requests:
+            mutations = (self.report.get("candidate") or {}).get("mutations", [])
+            self.action_requests = [{"name": HITL_ACTION, "description": self.markdown,
+                                     "args": {"workflow": self.workflow, "candidate_id": self.candidate_id,
+                                              "mutations": mutations}}]
+        return self
+
+
+def from_hitl_response(value: dict) -> dict:
+    """A LangChain human-in-the-loop answer (``{"decisions": [...]}``) as graphtune's resume value."""
+    decisions = value.get("decisions")
+    if not isinstance(decisions, list) or len(decisions) != 1 or not isinstance(decisions[0], dict):
+        raise ValueError(f"decisions: expected one decision for {HITL_ACTION}, got {decisions!r}")
+    decision = decisions[0]
+    kind = decision.get("type")
+    if kind == "edit":
+        action = decision.get("edited_action") or {}
+        return {"action": "edit", "mutations": (action.get("args") or {}).get("mutations") or [],
+                "comment": decision.get("message", "")}
+    if kind in ("approve", "reject"):
+        return {"action": kind, "comment": decision.get("message", "")}
+    raise ValueError(f"decisions[0].type: expected approve, edit or reject, got {kind!r}")
 
 
 def parse_approval(value: Any) -> Approval:
     """The resume value as an ``Approval``; ``ValueError`` with what was expected otherwise."""
     if isinstance(value, str):
         value = {"action": value.strip().lower()}
+    if isinstance(value, dict) and "decisions" in value:
+        value = from_hitl_response(value)
     if isinstance(value, dict) and not value.get("actor"):
         value = {**value, "actor": "anonymous"}
     try:
