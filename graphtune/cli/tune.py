@@ -201,3 +201,17 @@ def register(app: typer.Typer) -> None:
     def reject(thread: str, comment: CommentOpt = "", who: AsOpt = None, db: DbOpt = None, as_json: JsonOpt = False):
         """Reject the proposal of a tuning thread; the active config stays."""
         _answer(thread, "reject", comment, who, db, as_json)
+
+    @app.command()
+    def unlock(workflow: str, comment: CommentOpt = "", who: AsOpt = None, db: DbOpt = None):
+        """Release a workflow held by a tuning run that will not finish (one run per workflow at a time)."""
+        from graphtune.backends.configs import open_config_store
+
+        _use_db(db)
+        with open_config_store() as store:
+            released = store.release_tuning(workflow, None, actor=_actor(who), reason=comment)
+        if released is None:
+            console.print(f"{workflow} is not held by any tuning run.")
+        else:
+            console.print(f"released {workflow} from thread [cyan]{released.thread_id}[/cyan] "
+                          f"(started by {released.actor}); the release is in the change log.")

@@ -70,3 +70,20 @@ def test_reject_from_the_cli_keeps_the_active_version(tmp_path, weak_toy_spec):
 def test_tune_without_a_request_or_spec_is_a_clear_error(tmp_path):
     done = graphtune("tune", db=f"sqlite:///{tmp_path}/g.db", check=False)
     assert done.returncode == 2 and "say what to tune" in done.stderr
+
+
+def test_a_second_tuning_run_of_a_held_workflow_is_turned_away_until_unlocked(tmp_path, weak_toy_spec):
+    db = f"sqlite:///{tmp_path}/graphtune.db"
+    args = ["tune", "--spec", str(weak_toy_spec.path), "--no-input", "--batch-size", "2", "--seed", "3",
+            "improve toy accuracy; try 2 candidates, at most 1 round"]
+    first = json.loads(graphtune(*args, db=db).stdout)
+    assert first["status"] == "pending_approval"  # holds toy while it waits
+    second = json.loads(graphtune(*args, db=db).stdout)
+    assert second["outcome"]["status"] == "busy"
+    assert first["thread_id"] in second["outcome"]["message"] and "graphtune unlock toy" in second["outcome"]["message"]
+    released = graphtune("unlock", "toy", "-m", "abandoned", "--as", "ops", db=db).stdout
+    assert first["thread_id"] in released
+    third = json.loads(graphtune(*args, db=db).stdout)
+    assert third["status"] == "pending_approval"
+    with open_config_store(db) as store:
+        assert any(e.action == "release" and e.actor == "ops" for e in store.history("toy"))
