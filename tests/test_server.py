@@ -90,9 +90,14 @@ def test_a_chat_message_tunes_parks_at_approval_and_a_resume_promotes(server, we
                                      command={"resume": {"action": "ship-it"}})
         done = await client.runs.wait(thread["thread_id"], "controller", context=context,
                                       command={"resume": {"action": "approve", "actor": "dana", "comment": "via the API"}})
-        return parked, state, bad, done
+        other = await client.threads.create()
+        unknown = await client.runs.wait(other["thread_id"], "controller", context=context,
+                                         input={"messages": [{"role": "user", "content": "make billing_bot faster"}]})
+        return parked, state, bad, done, unknown
 
-    parked, state, bad, done = asyncio.run(drive())
+    parked, state, bad, done, unknown = asyncio.run(drive())
+    assert unknown["outcome"]["status"] == "unknown_workflow"
+    assert "support_qa" in unknown["messages"][-1]["content"] and "toy" in unknown["messages"][-1]["content"]
     payload = parked["__interrupt__"][0]["value"]
     assert payload["kind"] == "approval" and payload["workflow"] == "toy"
     assert {"path": "answer.quality", "value": "good"} in payload["report"]["candidate"]["mutations"]
