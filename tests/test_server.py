@@ -213,6 +213,14 @@ def http_status(error: BaseException) -> int | None:
     return getattr(getattr(error, "response", None), "status_code", None)
 
 
+def http_body(error: BaseException) -> str:
+    response = getattr(error, "response", None)
+    try:
+        return response.text if response is not None else str(error)
+    except Exception:  # noqa: BLE001 - a streamed body that was not read
+        return str(error)
+
+
 def test_only_an_approver_answers_an_approval_and_is_recorded_as_the_approver(tmp_path, pg_url, weak_toy_spec):
     """Bearer tokens from a file; Postgres checkpoints. An operator starts the run; the operator's resume
     is a 403 and changes nothing; the approver's resume promotes, recorded under the token's identity."""
@@ -234,7 +242,11 @@ def test_only_an_approver_answers_an_approval_and_is_recorded_as_the_approver(tm
             try:
                 await olly.runs.wait(thread, "controller", context=context, command={"resume": {"action": "approve"}})
             except Exception as error:  # noqa: BLE001
-                statuses["operator_resume"] = (http_status(error), str(error))
+                statuses["operator_resume"] = (http_status(error), http_body(error))
+            try:  # nor may they write the approval into the state past the interrupt
+                await olly.threads.update_state(thread, {"approval": {"action": "approve", "actor": "olly"}}, as_node="approve")
+            except Exception as error:  # noqa: BLE001
+                statuses["operator_update"] = (http_status(error), str(error))
             after = await olly.threads.get_state(thread)
             done = await dana.runs.wait(thread, "controller", context=context,
                                         command={"resume": {"action": "approve", "actor": "mallory", "comment": "ok"}})
@@ -243,7 +255,8 @@ def test_only_an_approver_answers_an_approval_and_is_recorded_as_the_approver(tm
         statuses, parked, before, after, done = asyncio.run(drive())
     assert statuses["missing"][0] == 401 and statuses["invalid"][0] == 401
     assert parked["__interrupt__"][0]["value"]["kind"] == "approval"
-    assert statuses["operator_resume"][0] == 403
+    assert statuses["operator_resume"][0] == 403 and "needs the approver role" in statuses["operator_resume"][1]
+    assert statuses["operator_update"][0] == 403
     assert before["next"] == after["next"] == ["approve"]
     assert before["checkpoint"]["checkpoint_id"] == after["checkpoint"]["checkpoint_id"]  # nothing ran
     assert done["outcome"]["status"] == "promoted"
