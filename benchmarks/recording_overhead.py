@@ -1,5 +1,7 @@
 """recording_overhead: what graphtune's recorder adds per LangGraph node, beside a do-nothing
 callback handler and Langfuse's own LangChain CallbackHandler exporting to a local HTTP sink.
+The ``graphtune_otlp`` variant is the recorder with its OTLP/Langfuse exporter on, sending
+spans to the same sink (its timed region also waits for the exporter's flush).
 
 A 20-node graph of no-op nodes runs under each variant, interleaved (none, noop, graphtune,
 langfuse, none, ...) in one process. Each timed region ends with a flush() of the handler's
@@ -48,6 +50,7 @@ def make_variants(tmp: str, sink_url: str):
     from langfuse import Langfuse
     from langfuse.langchain import CallbackHandler
 
+    from graphtune.backends.otlp_exporter import OtlpExporter, OtlpSettings
     from graphtune.tracing.recorder import TrajectoryRecorder
 
     class NoopHandler(BaseCallbackHandler):
@@ -56,7 +59,16 @@ def make_variants(tmp: str, sink_url: str):
     class AsyncNoopHandler(AsyncCallbackHandler):
         """The do-nothing handler for async code (a sync one would be sent to a thread executor)."""
 
-    recorder = TrajectoryRecorder(f"jsonl:///{tmp}/traces", spill_dir=f"{tmp}/spill")
+    recorder = TrajectoryRecorder(f"jsonl:///{tmp}/traces", spill_dir=f"{tmp}/spill", exporter=None)
+    exporter = OtlpExporter(OtlpSettings(
+        endpoint=f"{sink_url}/api/public/otel/v1/traces", langfuse=True,
+        headers={"Authorization": "Basic cGstbGYtYmVuY2g6c2stbGYtYmVuY2g=", "x-langfuse-ingestion-version": "4"},
+    ))
+    exporting = TrajectoryRecorder(f"jsonl:///{tmp}/traces-otlp", spill_dir=f"{tmp}/spill", exporter=exporter)
+
+    def flush_exporting():
+        exporting.flush()
+        exporter.flush()
     langfuse = Langfuse(public_key="pk-lf-bench", secret_key="sk-lf-bench", base_url=sink_url, flush_interval=5)
     lf_handler = CallbackHandler()
     return {
@@ -64,8 +76,9 @@ def make_variants(tmp: str, sink_url: str):
         "noop": ([NoopHandler()], lambda: None),
         "async_noop": ([AsyncNoopHandler()], lambda: None),
         "graphtune": ([recorder], recorder.flush),
+        "graphtune_otlp": ([exporting], flush_exporting),
         "langfuse": ([lf_handler], langfuse.flush),
-    }, recorder
+    }, recorder, exporting
 
 
 def time_sync(graph, callbacks, flush, runs: int) -> float:
@@ -104,10 +117,10 @@ def measure(rounds: int, runs: int) -> dict:
     tmp = tempfile.mkdtemp(prefix="graphtune-bench-")
     sink = start_http_sink()
     try:
-        variants, recorder = make_variants(tmp, sink.url)
+        variants, recorder, exporting = make_variants(tmp, sink.url)
         graph = build_graph()
-        sync_names = ["none", "noop", "graphtune", "langfuse"]
-        async_names = ["none", "async_noop", "noop", "graphtune", "langfuse"]
+        sync_names = ["none", "noop", "graphtune", "graphtune_otlp", "langfuse"]
+        async_names = ["none", "async_noop", "noop", "graphtune", "graphtune_otlp", "langfuse"]
         for name in sync_names:  # warm up imports, caches and the langfuse exporter
             time_sync(graph, *variants[name], runs=5)
         sync = {n: [] for n in sync_names}
@@ -119,7 +132,10 @@ def measure(rounds: int, runs: int) -> dict:
             for name in async_names:
                 asyn[name].append(asyncio.run(time_async(graph, *variants[name], runs=runs)))
         stats = recorder.stats()
+        otlp_stats = exporting.stats()
         recorder.close()
+        exporting.close()
+        exporting.pipeline.exporter.close()
     finally:
         sink.stop()
     return {
@@ -139,8 +155,14 @@ def measure(rounds: int, runs: int) -> dict:
         "sync_us_per_node_langfuse": per_node_us(sync, "langfuse"),
         "sync_ratio_vs_noop": paired_ratio(sync, "graphtune", "noop"),
         "sync_ratio_vs_langfuse": paired_ratio(sync, "graphtune", "langfuse"),
+        "us_per_node_otlp": per_node_us(asyn, "graphtune_otlp"),
+        "ratio_otlp_vs_recorder": paired_ratio(asyn, "graphtune_otlp", "graphtune"),
+        "sync_us_per_node_otlp": per_node_us(sync, "graphtune_otlp"),
+        "sync_ratio_otlp_vs_recorder": paired_ratio(sync, "graphtune_otlp", "graphtune"),
         "graphtune_events_written": stats["written"],
         "graphtune_events_dropped": stats["dropped"],
+        "otlp_spans_sent": otlp_stats["export_sent_spans"],
+        "otlp_spans_dropped": otlp_stats["export_dropped_spans"] + otlp_stats["export_queue_dropped_events"],
     }
 
 

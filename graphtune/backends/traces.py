@@ -15,11 +15,17 @@ from dataclasses import dataclass
 from graphtune.tracing.events import EventKind, NodeStats, TraceSummary, TrajectoryEvent
 
 DEFAULT_DATABASE_URL = "sqlite:///.graphtune/graphtune.db"
-ACCEPTED_SCHEMES = ("jsonl:///DIR", "sqlite:///FILE", "postgresql://...")
+ACCEPTED_SCHEMES = ("jsonl:///DIR", "sqlite:///FILE", "postgresql://...", "langfuse:// (read-only)")
+# Trace sources graphtune reads but never writes: recorders write to the database URL instead.
+READ_ONLY_SCHEMES = ("langfuse", "langfuse+http", "langfuse+https")
 
 
 class UnknownBackendError(ValueError):
     """A store URL with a scheme graphtune does not know."""
+
+
+class ReadOnlyTraceStoreError(RuntimeError):
+    """A write, prune or delete on a trace source graphtune only reads (``langfuse://``)."""
 
 
 @dataclass(frozen=True)
@@ -111,10 +117,27 @@ def traces_url_from_env() -> str:
     return os.environ.get("GRAPHTUNE_TRACES_URL") or os.environ.get("GRAPHTUNE_DATABASE_URL") or DEFAULT_DATABASE_URL
 
 
+def scheme_of(url: str) -> str:
+    return url.split(":", 1)[0].lower() if ":" in url else ""
+
+
+def recording_url(url: str | None) -> str | None:
+    """Where a recorder writes: ``url`` (None: the environment's), unless that names a read-only
+    source such as ``langfuse://``; then ``GRAPHTUNE_DATABASE_URL`` or the default database, so
+    graphtune's own eval and controller runs are still recorded (and exported, when export is on)."""
+    effective = url or traces_url_from_env()
+    if scheme_of(effective) not in READ_ONLY_SCHEMES:
+        return url
+    target = os.environ.get("GRAPHTUNE_DATABASE_URL") or DEFAULT_DATABASE_URL
+    if scheme_of(target) in READ_ONLY_SCHEMES:
+        target = DEFAULT_DATABASE_URL
+    return target
+
+
 def open_trace_store(url: str | None = None) -> TraceStore:
     """The trace store a URL names; with no URL, ``GRAPHTUNE_TRACES_URL``, ``GRAPHTUNE_DATABASE_URL`` or the default."""
     url = url or traces_url_from_env()
-    scheme = url.split(":", 1)[0].lower() if ":" in url else ""
+    scheme = scheme_of(url)
     if scheme == "jsonl":
         from graphtune.backends.jsonl import JsonlTraceStore
 
@@ -127,6 +150,10 @@ def open_trace_store(url: str | None = None) -> TraceStore:
         from graphtune.backends.postgres import PostgresTraceStore
 
         return PostgresTraceStore(url)
+    if scheme in READ_ONLY_SCHEMES:
+        from graphtune.backends.langfuse_source import LangfuseTraceSource
+
+        return LangfuseTraceSource(url)
     raise UnknownBackendError(f"unknown trace store URL {url!r}: expected one of {', '.join(ACCEPTED_SCHEMES)}")
 
 

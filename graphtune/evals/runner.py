@@ -229,6 +229,7 @@ class EvalRunner:
         self._shared_limit = limit
         self._limit: tuple[asyncio.AbstractEventLoop, FairLimit] | None = None
         self.judge_model = judge_model
+        self.score_export = None  # the last report's Langfuse score upload (a Future), when keys are set
 
     @property
     def limit(self) -> FairLimit:
@@ -305,12 +306,18 @@ class EvalRunner:
         ordered = [results[e.id] for e in examples if e.id in results]
         metrics = spec.evals.metrics
         summary = {m: summarize([r.scores[m] for r in ordered if r.scores.get(m) is not None]) for m in metrics}
-        return EvalReport(
+        report = EvalReport(
             workflow=spec.workflow, dataset=dataset.name, dataset_hash=dataset.hash, config_hash=key.config_hash,
             config_version=config_version, results=ordered, summary=summary, examples_total=len(examples),
             cached=len(cached), stopped_early=bool(stopped), stop_reason=stopped,
             wall_s=time.perf_counter() - started,
         )
+        if self.recorder is not None and pending:
+            # With Langfuse keys set, the scores go to the runs' traces there, on a background thread.
+            from graphtune.backends.langfuse_scores import submit_eval_scores
+
+            self.score_export = submit_eval_scores(report)
+        return report
 
     def _stop_reason(self, results: dict[str, ExampleResult], baseline: Reference, stop_on, what: str) -> str:
         metric, direction = stop_on or (self.spec.objective.metric, self.spec.objective.direction)

@@ -4,7 +4,9 @@ Recording must never slow or break the workflow, so producers only append to a b
 A daemon thread drains it in batches, builds events, applies sampling, user hashing and
 redaction, and writes to the store. When the store fails, the batch spills to a local JSONL file
 and is replayed once the store answers again. When the queue is full, events are dropped, counted,
-logged and recorded as a ``graphtune.events_dropped`` event: never silently.
+logged and recorded as a ``graphtune.events_dropped`` event: never silently. When OTLP/Langfuse
+export is on, each written batch is also handed to the exporter's own queue and thread
+(``graphtune.backends.otlp_exporter``), which never delays the store write.
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ except ImportError:  # pragma: no cover - Windows: no advisory locks
     fcntl = None
 
 from graphtune.backends.jsonl import event_line, read_jsonl_events
-from graphtune.backends.traces import TraceStore, iter_chunks, open_trace_store
+from graphtune.backends.otlp_exporter import OtlpExporter, exporter_from_env
+from graphtune.backends.traces import TraceStore, iter_chunks, open_trace_store, recording_url
 from graphtune.tracing.assembler import Assembler
 from graphtune.tracing.context import new_span_id, new_trace_id
 from graphtune.tracing.events import EventKind, TrajectoryEvent
@@ -39,6 +42,7 @@ from graphtune.tracing.redaction import ContentMode, Redactor, default_redact
 log = logging.getLogger("graphtune.recorder")
 
 DEFAULT_MAX_QUEUE = 50_000
+FROM_ENV: Any = object()  # exporter default: whatever GRAPHTUNE_OTLP_* / LANGFUSE_* ask for
 DEFAULT_BATCH_SIZE = 2_000
 _MAX_HELD_TRACES = 10_000
 _DROP_LOG_EVERY_S = 10.0
@@ -80,6 +84,7 @@ class EventPipeline:
         content_mode: ContentMode = "full",
         capture_state: bool = True,
         spill_dir: str | None = None,
+        exporter: OtlpExporter | None = FROM_ENV,
     ):
         if sample_rate is None:
             sample_rate = float(os.environ.get("GRAPHTUNE_SAMPLE_RATE", "1.0"))
@@ -87,7 +92,9 @@ class EventPipeline:
             raise ValueError(f"sample_rate must be within [0, 1], got {sample_rate}")
         self._store_arg = store
         self._store: TraceStore | None = store if isinstance(store, TraceStore) else None
-        self.store_url = store.url if isinstance(store, TraceStore) else (store or None)
+        self.store_url = store.url if isinstance(store, TraceStore) else recording_url(store)
+        # Export (OTLP / Langfuse) gets each batch after sampling, hashing and redaction, on its own thread.
+        self.exporter: OtlpExporter | None = exporter_from_env() if exporter is FROM_ENV else exporter
         self.queue: deque = deque()
         self.max_queue = max_queue
         self.batch_size = batch_size
@@ -138,7 +145,10 @@ class EventPipeline:
         return self._dropped
 
     def stats(self) -> dict[str, int]:
-        return {**self.counts, "dropped": self._dropped, "queued": len(self.queue)}
+        stats = {**self.counts, "dropped": self._dropped, "queued": len(self.queue)}
+        if self.exporter is not None:
+            stats.update({f"export_{k}": v for k, v in self.exporter.stats().items()})
+        return stats
 
     def flush(self, timeout: float | None = 30.0) -> bool:
         """Wait until everything queued so far is written (or spilled); True if it finished in time."""
@@ -239,6 +249,8 @@ class EventPipeline:
 
     def _write(self, batch: list[TrajectoryEvent]) -> None:
         self._prepare(batch)
+        if self.exporter is not None:
+            self.exporter.submit(batch)  # a deque append: the export never delays the store write
         try:
             self._get_store().write(batch)
             self.counts["written"] += len(batch)

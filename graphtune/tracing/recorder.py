@@ -15,6 +15,7 @@ from typing import Any
 
 from langchain_core.callbacks import BaseCallbackHandler
 
+from graphtune.backends.otlp_exporter import OtlpExporter
 from graphtune.backends.traces import TraceStore
 from graphtune.tracing import assembler as raw
 from graphtune.tracing.context import new_span_id, parse_traceparent, span_id_from_run
@@ -28,7 +29,7 @@ from graphtune.tracing.events import (
     EventKind,
     TrajectoryEvent,
 )
-from graphtune.tracing.pipeline import DEFAULT_MAX_QUEUE, EventPipeline
+from graphtune.tracing.pipeline import DEFAULT_MAX_QUEUE, FROM_ENV, EventPipeline
 from graphtune.tracing.redaction import ContentMode, default_redact
 
 _now = time.time
@@ -61,10 +62,11 @@ class TrajectoryRecorder(BaseCallbackHandler):
         flush_interval: float = 0.2,
         spill_dir: str | None = None,
         pipeline: EventPipeline | None = None,
+        exporter: OtlpExporter | None = FROM_ENV,
     ):
         self.pipeline = pipeline or EventPipeline(
             store, sample_rate=sample_rate, redact=redact, content_mode=content_mode, capture_state=capture_state,
-            max_queue=max_queue, flush_interval=flush_interval, spill_dir=spill_dir,
+            max_queue=max_queue, flush_interval=flush_interval, spill_dir=spill_dir, exporter=exporter,
         )
         self._queue = self.pipeline.queue
         self._max = self.pipeline.max_queue
