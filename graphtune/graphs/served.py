@@ -32,12 +32,22 @@ def controller():
 
 
 async def support_qa(config: RunnableConfig, runtime: ServerRuntime) -> Any:
-    """support_qa at the config version the run's context names (``{"config_version": 3}``), else the
-    active one. Each version is compiled once and cached; its runs are recorded as production traffic."""
+    """support_qa for one server run. A run whose context names a version (``{"config_version": 3}``)
+    gets that version; any other run is routed by the workflow's traffic split, by its unit key (the
+    context's ``user_id`` / ``session_id``, the metadata's, else the thread id), so a user keeps one
+    version through a live experiment (``graphtune.serving.factory``); with no split that is the
+    active version. Calls that do not execute the graph (schemas, state reads) get the active version.
+    Each version is compiled once and cached; its runs are recorded as production traffic."""
     url = database_url_from_env()
     graphs = _graphs.get(url) or _graphs.setdefault(url, VersionedGraphs(url))
+    version = requested_version(config, runtime)
+    execution = runtime.execution_runtime
+    if version is None and execution is not None:
+        from graphtune.serving.factory import routed_graph
+
+        return await routed_graph(graphs, "support_qa", url, config, execution.context)
     try:
-        _, graph = await asyncio.to_thread(graphs.get, "support_qa", requested_version(config, runtime))
+        _, graph = await asyncio.to_thread(graphs.get, "support_qa", version)
     except UnknownVersionError as error:  # the server shows a ValueError's message to the caller
         raise ValueError(f"context.config_version: {error}") from None
     return graph
@@ -45,7 +55,8 @@ async def support_qa(config: RunnableConfig, runtime: ServerRuntime) -> Any:
 
 def requested_version(config: RunnableConfig, runtime: ServerRuntime) -> int | None:
     """``config_version`` from the run's context (or, for state reads, which carry no context, the
-    configurable); None means the active version. A value that is not a version number is an error."""
+    configurable); None means "not named": the run is routed (or, outside a run, gets the active
+    version). A value that is not a version number is an error."""
     execution = runtime.execution_runtime
     context = execution.context if execution is not None else None
     source = context if isinstance(context, dict) else (config.get("configurable") or {})
