@@ -10,6 +10,7 @@ from graphtune.backends.traces import UnknownBackendError
 from graphtune.cli.common import console, fail
 from graphtune.cli.config import config_app
 from graphtune.cli.evals import register as register_evals
+from graphtune.cli.experiment import experiment_app
 from graphtune.cli.traces import traces_app
 from graphtune.cli.tune import register as register_tune
 
@@ -18,6 +19,7 @@ app.add_typer(traces_app, name="traces")
 register_evals(app)
 register_tune(app)
 app.add_typer(config_app, name="config")
+app.add_typer(experiment_app, name="experiment")
 
 
 @app.command()

@@ -64,7 +64,11 @@ def _controller(as_json: bool, **context: Any) -> LocalController:
 
 def _summary(result: RunResult) -> dict:
     pending = result.pending
-    out: dict[str, Any] = {"thread_id": result.thread_id, "status": "pending_approval" if pending else "done"}
+    live = result.waiting if (result.waiting or {}).get("kind") == "experiment_pending" else None
+    status = "pending_approval" if pending else "experiment_pending" if live else "done"
+    out: dict[str, Any] = {"thread_id": result.thread_id, "status": status}
+    if live:
+        out["experiment"] = live
     if pending:
         out.update(workflow=pending["workflow"], candidate_id=pending["candidate_id"], report=pending["report"],
                    resume_with=f"graphtune approve {result.thread_id}  |  graphtune reject {result.thread_id}")
@@ -165,16 +169,17 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def pending(db: DbOpt = None, as_json: JsonOpt = False):
-        """List tuning threads waiting for approval."""
+        """List tuning threads waiting for approval, and live experiments collecting data."""
         _use_db(db)
         threads = asyncio.run(_controller(True).pending())
         if as_json:
             print_json([t.__dict__ for t in threads])
             return
         if not threads:
-            console.print("No tuning run is waiting for approval.")
+            console.print("No tuning run is waiting for approval or running a live experiment.")
         for t in threads:
-            console.print(f"[cyan]{t.thread_id}[/cyan]  {t.workflow}  candidate {t.candidate_id}  {t.created_at or ''}  {t.request}")
+            what = "approval" if t.kind == "approval" else f"live {t.detail}"
+            console.print(f"[cyan]{t.thread_id}[/cyan]  {t.workflow}  candidate {t.candidate_id}  {what}  {t.created_at or ''}  {t.request}")
 
     def _answer(thread: str, action: str, comment: str, who: str | None, db: str | None, as_json: bool) -> None:
         _use_db(db)

@@ -82,6 +82,7 @@ class ControllerContext:
     race: bool = True  # candidates of one batch race (successive halving); False evaluates each fully
     seed: int = 0
     observe_window: str | None = None  # None = the spec's observe.window
+    experiment_share: float = 0.1  # live traffic a candidate gets when the approver answers "experiment"
     # tests and benchmarks plug in here; the product leaves them unset
     chat_model_factory: Callable[[], Any] | None = None  # builds the controller's chat model
     runner_factory: Callable[..., Any] | None = None  # builds an EvalRunner-compatible object for a spec

@@ -3,6 +3,8 @@
     intake -> observe -> propose ⇉ evaluate (one task per config, in parallel) -> decide
       decide -> observe (another round, while the budget allows and the best still improves)
              -> report -> approve (interrupt) -> promote | reject | edit -> evaluate -> decide ...
+                                                | experiment -> experiment_wait (interrupt, live data)
+                                                  -> report (approval with live evidence) -> ramp -> promote
              -> finish (nothing worth approving)
 
 ``create_controller()`` builds it. It records its own runs (source ``controller``) with the
@@ -23,6 +25,7 @@ from graphtune.graphs.state import CandidateRecord, ControllerState, EvalTask
 from graphtune.nodes.approve import approve, report
 from graphtune.nodes.decide import decide_node, route_after_decide
 from graphtune.nodes.evaluate import evaluate
+from graphtune.nodes.experiment import experiment, experiment_wait
 from graphtune.nodes.intake import intake
 from graphtune.nodes.observe import observe
 from graphtune.nodes.promote import finish, promote
@@ -132,7 +135,9 @@ def build_controller_graph(recorder: TrajectoryRecorder | None = None, *, record
     builder.add_node("decide", decide_node)
     builder.add_node("report", report)
     builder.add_node("record_progress", recording)
-    builder.add_node("approve", approve, destinations=("promote", "approve", "evaluate"))
+    builder.add_node("approve", approve, destinations=("promote", "approve", "evaluate", "experiment"))
+    builder.add_node("experiment", experiment, destinations=("experiment_wait", "promote", "approve"))
+    builder.add_node("experiment_wait", experiment_wait, destinations=("experiment_wait", "experiment", "report"))
     builder.add_node("promote", promote)
     builder.add_node("finish", finish)
     builder.add_node("record", recording)

@@ -28,6 +28,7 @@ class RunResult:
     thread_id: str
     values: dict[str, Any]
     pending: dict[str, Any] | None = None  # the approval interrupt's payload while parked
+    waiting: dict[str, Any] | None = None  # whatever interrupt the thread waits at (approval, experiment_pending)
 
     @property
     def outcome(self) -> dict[str, Any] | None:
@@ -41,6 +42,8 @@ class PendingThread:
     candidate_id: str
     created_at: str | None
     request: str
+    kind: str = "approval"  # or experiment_pending: a live experiment collecting data
+    detail: str = ""
 
 
 @dataclass
@@ -90,8 +93,14 @@ class LocalController:
             raise LookupError(f"no tuning thread {thread_id!r} in {self.context.resolved_database_url()}")
         return _result(thread_id, snapshot)
 
+    async def check_experiments(self) -> list[RunResult]:
+        """One look at every live experiment: each thread parked at ``experiment_pending`` is resumed
+        once; it parks again, or returns to approval with the evidence when the data decide."""
+        return [await self._run(t.thread_id, Command(resume={"action": "check"}))
+                for t in await self.pending() if t.kind == "experiment_pending"]
+
     async def pending(self) -> list[PendingThread]:
-        """Threads parked at approval, newest first."""
+        """Threads parked at approval or in a live experiment, newest first."""
         found: list[PendingThread] = []
         async with self._graph() as graph:
             # collect first: the saver's connection serves one query at a time
@@ -103,9 +112,12 @@ class LocalController:
             for thread_id in threads:
                 snapshot = await graph.aget_state(self._config(thread_id))
                 for payload in _interrupts(snapshot):
-                    if isinstance(payload, dict) and payload.get("kind") == "approval":
+                    if isinstance(payload, dict) and payload.get("kind") in ("approval", "experiment_pending"):
+                        detail = (f"{payload['stage']} at {payload['share']:.0%}, {payload['looks']} looks"
+                                  if payload["kind"] == "experiment_pending" else "")
                         found.append(PendingThread(thread_id, payload["workflow"], payload["candidate_id"],
-                                                   snapshot.created_at, (snapshot.values.get("request") or {}).get("text", "")))
+                                                   snapshot.created_at, (snapshot.values.get("request") or {}).get("text", ""),
+                                                   payload["kind"], detail))
         return found
 
     # -- internals ---------------------------------------------------------------------------
@@ -137,8 +149,9 @@ def _interrupts(snapshot) -> list[Any]:
 
 
 def _result(thread_id: str, snapshot) -> RunResult:
-    pending = next((p for p in _interrupts(snapshot) if isinstance(p, dict) and p.get("kind") == "approval"), None)
-    return RunResult(thread_id=thread_id, values=dict(snapshot.values), pending=pending)
+    waits = [p for p in _interrupts(snapshot) if isinstance(p, dict)]
+    pending = next((p for p in waits if p.get("kind") == "approval"), None)
+    return RunResult(thread_id=thread_id, values=dict(snapshot.values), pending=pending, waiting=waits[0] if waits else None)
 
 
 __all__ = ["CONTROLLER", "LocalController", "PendingThread", "RunResult"]

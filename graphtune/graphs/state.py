@@ -61,11 +61,29 @@ class EvalTask(BaseModel):
 class Approval(BaseModel):
     """The approver's answer to the approval interrupt (validated resume value)."""
 
-    action: Literal["approve", "reject", "edit"]
+    action: Literal["approve", "reject", "edit", "experiment"]
     actor: str = Field(min_length=1)
     comment: str = ""
     candidate_id: str | None = Field(None, description="Which candidate to promote; default the recommended one")
     mutations: list[Mutation] = Field(default_factory=list, description="For edit: the changed candidate, as mutations of the baseline")
+
+
+class ExperimentRecord(BaseModel):
+    """The candidate's live experiment: its split, the stage (experiment, then the ramp after approval) and the last look."""
+
+    workflow: str
+    candidate_id: str
+    baseline_version: int
+    candidate_version: int
+    stage: Literal["experiment", "ramp"] = "experiment"
+    share: float
+    split_revision: int
+    started_at: float
+    stage_started_at: float
+    looks: int = 0
+    status: Literal["running", "decided", "stopped"] = "running"
+    last_look: dict | None = None  # tuning.experiment.LiveLook
+    note: str = ""  # how it ended, for the report
 
 
 class Outcome(BaseModel):
@@ -94,4 +112,5 @@ class ControllerState(TypedDict):
     approval: NotRequired[dict | None]  # Approval
     approval_error: NotRequired[str | None]
     outcome: NotRequired[dict | None]  # Outcome
+    experiment: NotRequired[dict | None]  # ExperimentRecord of the candidate's live experiment
     tuning_claim: NotRequired[str | None]  # the holder id of this run's claim on the workflow (its thread id)

@@ -31,9 +31,11 @@ from graphtune.tuning.mutations import Candidate, apply_mutations, check_candida
 from graphtune.tuning.report import ApprovalReport, build_report, format_report
 from graphtune.tuning.request import TuningRequest
 
-ACTIONS = ("approve", "reject", "edit")
-RESUME_HELP = ('resume with {"action": "approve" | "reject" | "edit", "actor": "<who>", "comment": "...", '
-               '"mutations": [{"path": "...", "value": ...}] (edit only, relative to the baseline)}')
+ACTIONS = ("approve", "reject", "edit", "experiment")
+HITL_DECISIONS = ("approve", "reject", "edit")  # the subset LangChain's human-in-the-loop UIs know
+RESUME_HELP = ('resume with {"action": "approve" | "reject" | "edit" | "experiment", "actor": "<who>", "comment": "...", '
+               '"mutations": [{"path": "...", "value": ...}] (edit only, relative to the baseline)}; '
+               '"experiment" tries the candidate on a share of live traffic first')
 
 
 HITL_ACTION = "promote_config"  # the action a human-in-the-loop UI shows for approval
@@ -59,7 +61,7 @@ class ApprovalRequest(BaseModel):
     error: str | None = None
     action_requests: list[dict[str, Any]] = Field(default_factory=list)
     review_configs: list[dict[str, Any]] = Field(default_factory=lambda: [{
-        "action_name": HITL_ACTION, "allowed_decisions": list(ACTIONS),
+        "action_name": HITL_ACTION, "allowed_decisions": list(HITL_DECISIONS),
         "args_schema": {"type": "object", "properties": {"mutations": Approval.model_json_schema()["properties"]["mutations"]},
                         "$defs": Approval.model_json_schema().get("$defs", {})}}])
 
@@ -118,7 +120,10 @@ def approver_checked(approval: Approval) -> Approval:
 
 
 def reported_candidate(state: ControllerState) -> str | None:
-    """The edited candidate once evaluated after an edit, else the decision's recommendation."""
+    """The candidate of a live experiment; the edited candidate once evaluated after an edit; else the
+    decision's recommendation."""
+    if (state.get("experiment") or {}).get("candidate_id"):
+        return state["experiment"]["candidate_id"]
     approval = state.get("approval") or {}
     if approval.get("action") == "edit" and approval.get("candidate_id"):
         edited = next((c for c in state.get("candidates", []) if c["id"] == approval["candidate_id"]), None)
@@ -152,8 +157,10 @@ async def approve(state: ControllerState, runtime: Runtime[ControllerContext]) -
             "messages": [AIMessage(f"That answer was not understood: {error}", name="approve")]})
     approval = approval.model_copy(update={"candidate_id": approval.candidate_id or candidate_id})
     said = f"{approval.actor} chose to {approval.action} {approval.candidate_id}" + (f": {approval.comment}" if approval.comment else "")
-    return Command(goto="promote", update={"approval": approval.model_dump(mode="json"), "approval_error": None,
-                                           "messages": [AIMessage(said + ".", name="approve")]})
+    after_live = (state.get("experiment") or {}).get("status") in ("decided", "stopped")
+    goto = "experiment" if approval.action == "experiment" or (approval.action == "approve" and after_live) else "promote"
+    return Command(goto=goto, update={"approval": approval.model_dump(mode="json"), "approval_error": None,
+                                      "messages": [AIMessage(said + ".", name="approve")]})
 
 
 def format_report_dict(saved: dict) -> str:

@@ -17,7 +17,8 @@ from langgraph.runtime import Runtime
 
 from graphtune.backends.configs import ConflictError
 from graphtune.graphs.context import ControllerContext, current_thread_id
-from graphtune.graphs.state import Approval, ControllerState, Outcome
+from graphtune.graphs.state import Approval, ControllerState, ExperimentRecord, Outcome
+from graphtune.nodes.experiment import take_back
 
 log = logging.getLogger("graphtune.controller")
 
@@ -78,6 +79,9 @@ def release_claim(ctx: ControllerContext, state: ControllerState) -> None:
 async def promote(state: ControllerState, runtime: Runtime[ControllerContext]) -> dict:
     ctx = runtime.context or ControllerContext()
     approval = Approval.model_validate(state["approval"])
+    if approval.action == "reject" and state.get("experiment"):  # its live traffic goes back first
+        record = ExperimentRecord.model_validate(state["experiment"])
+        await asyncio.to_thread(take_back, ctx, record, approval.actor, approval.comment or "rejected")
     outcome = await asyncio.to_thread(_apply, ctx, state, approval)
     await asyncio.to_thread(release_claim, ctx, state)
     return {"outcome": outcome.model_dump(mode="json"), "messages": [AIMessage(outcome.message, name="promote")]}

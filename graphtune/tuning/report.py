@@ -56,6 +56,7 @@ class ApprovalReport(BaseModel):
     alternatives: list[str] = Field(default_factory=list)
     spent: Spent = Field(default_factory=Spent)
     decision_reason: str = ""
+    live: list[str] = Field(default_factory=list, description="The live experiment's evidence, when one ran")
 
 
 def _clip(text: str | None) -> str | None:
@@ -168,6 +169,7 @@ def build_report(state: dict, decision: Decision, candidate_id: str | None = Non
         confident=comparison.improves,
         risks=_risks(request, decision, comparison, _text_changes(diff), improved, regressed, list(records.values())),
         pareto=decision.pareto, alternatives=alternatives, spent=decision.spent, decision_reason=decision.reason,
+        live=live_lines(state),
     )
 
 
@@ -201,6 +203,20 @@ def _spent_text(spent: Spent) -> str:
             f"{spent.tokens:,} tokens, ${spent.cost_usd:.4g}, {spent.wall_s:.0f} s")
 
 
+def live_lines(state: dict) -> list[str]:
+    """The last look of the run's live experiment, if the candidate reported had one."""
+    experiment = state.get("experiment") or {}
+    if not experiment:
+        return []
+    head = (f"{experiment.get('stage', 'experiment')} at {experiment['share']:.0%} of traffic, "
+            f"{experiment.get('looks', 0)} looks: {experiment.get('status', 'running')}")
+    lines = [head] + ([experiment["note"]] if experiment.get("note") else [])
+    look = experiment.get("last_look")
+    if look:
+        lines += [look.get("summary", ""), f"verdict: {look['verdict']['action']}", *look["verdict"].get("reasons", [])]
+    return lines
+
+
 def format_report(report: ApprovalReport) -> str:
     """Markdown for a chat and a terminal: short lines, one table, no HTML."""
     cand = report.candidate
@@ -225,6 +241,8 @@ def format_report(report: ApprovalReport) -> str:
         lines.append(f"  - candidate: {e.candidate_error or e.candidate_answer or '(no answer)'}")
     if not report.changed_examples:
         lines.append("- none")
+    if report.live:
+        lines += ["", "### Live experiment", ""] + [f"- {line}" for line in report.live]
     lines += ["", "### Risks", ""] + ([f"- {r}" for r in report.risks] or ["- none found"])
     if report.alternatives:
         lines += ["", f"### Alternatives (Pareto front: {', '.join(report.pareto)})", ""]
