@@ -28,6 +28,16 @@ def look(db, thread_id, answer=None):
     return asyncio.run(controller(db).resume(thread_id, answer or {"action": "check"}))
 
 
+def send_and_look_until_decided(db, spec, thread_id, per_look: int, first_user: int, looks: int = 6):
+    """Traffic, then a look, until the look decides (the statistics allow looking as often as we like)."""
+    for i in range(looks):
+        users_send(db, spec, per_look, first_user=first_user + i * per_look)
+        result = look(db, thread_id)
+        if result.pending or result.outcome:
+            return result
+    return result
+
+
 def test_experiment_then_approval_with_live_evidence_then_ramp_then_promotion(db, weak_toy_spec):
     parked = asyncio.run(controller(db, experiment_share=0.2).start(REQUEST, spec=str(weak_toy_spec.path)))
     assert parked.pending
@@ -38,8 +48,7 @@ def test_experiment_then_approval_with_live_evidence_then_ramp_then_promotion(db
     with open_config_store(db) as store:
         assert store.split("toy").weights == {1: 0.8, candidate: 0.2}
 
-    users_send(db, weak_toy_spec, 1500)
-    back = look(db, parked.thread_id)
+    back = send_and_look_until_decided(db, weak_toy_spec, parked.thread_id, 750, first_user=0)
     assert back.pending, back.waiting  # decided: back at approval
     live = "\n".join(back.pending["report"]["live"])
     assert "verdict: promote" in live and "positive_feedback is better" in live
@@ -50,8 +59,7 @@ def test_experiment_then_approval_with_live_evidence_then_ramp_then_promotion(db
     with open_config_store(db) as store:
         assert store.split("toy").weights == {1: 0.5, candidate: 0.5}
 
-    users_send(db, weak_toy_spec, 600, first_user=10_000)
-    done = look(db, parked.thread_id)
+    done = send_and_look_until_decided(db, weak_toy_spec, parked.thread_id, 400, first_user=100_000)
     assert done.outcome and done.outcome["status"] == "promoted", done.waiting
     with open_config_store(db) as store:
         assert store.active("toy").version == candidate and store.split("toy") is None
