@@ -128,6 +128,22 @@ class StatsBuilder:
         return [acc.to_stats(wf, node) for (wf, node), acc in sorted(self.nodes.items())]
 
 
+def stats_of_loaded_events(events: list, query) -> list[NodeStats]:
+    """``stats_from_events`` for stores that hold a window's events in memory (JSONL, ``langfuse://``):
+    ``query`` (an ``EventQuery``) picks the events counted; a trace's nodes come from all of ``events``."""
+
+    def nodes_of_traces(trace_ids) -> dict[str, set]:
+        wanted = set(trace_ids)
+        found: dict[str, set] = defaultdict(set)
+        for e in events:
+            if e.trace_id in wanted and e.kind.value in ("node_end", "node_error"):
+                found[e.trace_id].add((e.workflow or "", e.name))
+                found[e.trace_id].add((e.workflow or "", "__run__"))
+        return found
+
+    return stats_from_events((e for e in events if query.matches(e)), nodes_of_traces)
+
+
 def stats_from_events(events: Iterable, nodes_of_traces) -> list[NodeStats]:
     """The shared definition of per-node statistics, computed from raw events.
 

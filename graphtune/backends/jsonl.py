@@ -12,12 +12,11 @@ import logging
 import os
 import socket
 import uuid
-from collections import defaultdict
 from collections.abc import Iterator, Sequence
 
 import orjson
 
-from graphtune.backends.aggregate import stats_from_events
+from graphtune.backends.aggregate import stats_of_loaded_events
 from graphtune.backends.traces import EventQuery, TraceStore, path_from_url
 from graphtune.tracing.events import NodeStats, TraceSummary, TrajectoryEvent
 
@@ -143,19 +142,8 @@ class JsonlTraceStore(TraceStore):
         return summarize_traces(self.read(query), limit)
 
     def aggregate(self, *, workflow=None, since=None, until=None, sources=("production",)) -> list[NodeStats]:
-        events = list(self._all_events())
         query = EventQuery(workflow=workflow, sources=sources, since=since, until=until)
-
-        def nodes_of_traces(trace_ids):
-            wanted = set(trace_ids)
-            found: dict[str, set] = defaultdict(set)
-            for e in events:
-                if e.trace_id in wanted and e.kind.value in ("node_end", "node_error"):
-                    found[e.trace_id].add((e.workflow or "", e.name))
-                    found[e.trace_id].add((e.workflow or "", "__run__"))
-            return found
-
-        return stats_from_events((e for e in events if query.matches(e)), nodes_of_traces)
+        return stats_of_loaded_events(list(self._all_events()), query)
 
     # -- retention -----------------------------------------------------------------------
     def _rewrite(self, keep) -> int:

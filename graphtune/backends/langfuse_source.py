@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from datetime import datetime, timezone
 from urllib.parse import parse_qs, urlsplit
@@ -187,21 +186,10 @@ class LangfuseTraceSource(TraceStore):
         return summarize_traces(self.read(EventQuery(workflow=workflow, sources=sources, since=since)), limit)
 
     def aggregate(self, *, workflow=None, since=None, until=None, sources=("production",)) -> list[NodeStats]:
-        from graphtune.backends.aggregate import stats_from_events
+        from graphtune.backends.aggregate import stats_of_loaded_events
 
-        events = self._events(since, until, None)
         query = EventQuery(workflow=workflow, sources=sources, since=since, until=until)
-
-        def nodes_of_traces(trace_ids: Sequence[str]) -> dict[str, set]:
-            wanted = set(trace_ids)
-            found: dict[str, set] = defaultdict(set)
-            for e in events:
-                if e.trace_id in wanted and e.kind.value in ("node_end", "node_error"):
-                    found[e.trace_id].add((e.workflow or "", e.name))
-                    found[e.trace_id].add((e.workflow or "", "__run__"))
-            return found
-
-        return stats_from_events((e for e in events if query.matches(e)), nodes_of_traces)
+        return stats_of_loaded_events(list(self._events(since, until, None)), query)
 
     def stats(self) -> dict[str, int]:
         return {**self.api.counts, "unfinished_observations": self.unfinished}
