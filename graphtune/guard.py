@@ -22,8 +22,8 @@ from pydantic import BaseModel
 
 from graphtune.backends.configs import ConfigStore, ConflictError
 from graphtune.backends.traces import TraceStore
-from graphtune.tuning.experiment import ERROR_MARGIN, FEEDBACK_MARGIN, LATENCY_MARGIN
-from graphtune.tuning.sequential import GuardrailResult, non_inferiority
+from graphtune.tuning.experiment import GUARDRAILS, check_guardrails
+from graphtune.tuning.sequential import GuardrailResult
 
 DEFAULT_WITHIN_S = 24 * 3600.0
 ACTOR = "graphtune"
@@ -59,13 +59,7 @@ def _check(configs: ConfigStore, traces: TraceStore, workflow: str, version: int
     elapsed = max(now - promoted_at, 1e-3)
     evidence = read_live_evidence(traces, workflow, baseline_version=previous, candidate_version=version,
                                   since=promoted_at - elapsed, until=now, assigned_only=False)
-    guards = []
-    for metric, margin, relative, higher in (("error", ERROR_MARGIN, False, False), ("latency_ms", LATENCY_MARGIN, True, False),
-                                             ("positive_feedback", FEEDBACK_MARGIN, False, True)):
-        cand, base = evidence.arms(metric)
-        if relative and base.n and base.mean == 0:
-            continue
-        guards.append(non_inferiority(cand, base, margin=margin, relative=relative, higher_is_better=higher, metric=metric))
+    guards = check_guardrails(evidence, GUARDRAILS)
     broken = [g for g in guards if g.decision == "inferior"]
     common = dict(workflow=workflow, version=version, from_version=previous, guardrails=guards)
     if not broken:

@@ -60,7 +60,6 @@ def _set_split(ctx: ControllerContext, state: ControllerState, approval: Approva
     workflow = state["report"]["workflow"]
     baseline = state["baseline"]["version"]
     candidate = _candidate(state, approval.candidate_id)
-    wanted = None
     with ctx.config_store() as store:
         stored = store.put(workflow, candidate["config"], actor=approval.actor, source="controller",
                            note=f"{candidate['id']} ({candidate['proposer']}): {candidate['rationale']}"[:500])

@@ -56,6 +56,23 @@ class LivePlan(BaseModel):
         return f"{self.primary} ({direction} is better); guardrails: {guards or 'none'}"
 
 
+GUARDRAILS = (LiveGuardrail(metric="error", margin=ERROR_MARGIN),
+              LiveGuardrail(metric="latency_ms", margin=LATENCY_MARGIN, relative=True),
+              LiveGuardrail(metric="positive_feedback", margin=FEEDBACK_MARGIN, higher_is_better=True))
+
+
+def check_guardrails(evidence, guardrails) -> list[GuardrailResult]:
+    """Always-valid non-inferiority of the candidate arm for each guardrail (``evidence``: ``LiveEvidence``)."""
+    results = []
+    for g in guardrails:
+        cand, base = evidence.arms(g.metric)
+        if g.relative and base.n and base.mean == 0:
+            continue  # a relative limit on a zero baseline (no latency recorded) cannot be checked
+        results.append(non_inferiority(cand, base, margin=g.margin, relative=g.relative,
+                                       higher_is_better=g.higher_is_better, metric=g.metric))
+    return results
+
+
 def live_plan(request: TuningRequest) -> LivePlan:
     metric = request.goal.metric
     if metric in QUALITY:
@@ -66,10 +83,7 @@ def live_plan(request: TuningRequest) -> LivePlan:
         primary, higher = "tokens", False
     else:
         primary, higher = "error", False
-    guards = [LiveGuardrail(metric="error", margin=ERROR_MARGIN),
-              LiveGuardrail(metric="latency_ms", margin=LATENCY_MARGIN, relative=True),
-              LiveGuardrail(metric="positive_feedback", margin=FEEDBACK_MARGIN, higher_is_better=True)]
-    return LivePlan(primary=primary, higher_is_better=higher, guardrails=[g for g in guards if g.metric != primary])
+    return LivePlan(primary=primary, higher_is_better=higher, guardrails=[g for g in GUARDRAILS if g.metric != primary])
 
 
 class LiveLook(BaseModel):
@@ -101,13 +115,7 @@ def judge(evidence, plan: LivePlan, weights: dict[int, float] | None, *, stage: 
     candidate, baseline = evidence.arms(plan.primary)
     primary = compare(candidate, baseline, metric=plan.primary, higher_is_better=plan.higher_is_better,
                       previous=previous if previous is not None and previous.metric == plan.primary else None)
-    guards = []
-    for g in plan.guardrails:
-        cand, base = evidence.arms(g.metric)
-        if g.relative and base.n and base.mean == 0:
-            continue  # a relative limit on a zero baseline (no latency recorded) cannot be checked
-        guards.append(non_inferiority(cand, base, margin=g.margin, relative=g.relative,
-                                      higher_is_better=g.higher_is_better, metric=g.metric))
+    guards = check_guardrails(evidence, plan.guardrails)
     srm = evidence.srm(weights) if weights and len(weights) > 1 else None
     if stage == "ramp":
         verdict = _ramp_verdict(guards, srm)
