@@ -4,9 +4,14 @@
 2. the controller (``LocalController``, the engine behind ``graphtune tune``) observes that traffic,
    proposes candidate configs, evaluates them in parallel and decides, its progress streamed;
 3. the approval report it parks on;
-4. the demo approves, as the OS user, exactly as ``graphtune approve THREAD`` does;
-5. the promotion and the config history;
-6. the same questions again under the new active version: negative feedback before and after.
+4. the person (the OS user) answers "experiment": try the candidate on live traffic first;
+5. the live experiment: simulated users keep sending questions through the serving wrapper and
+   rating the answers; the candidate gets a share of them (sticky per user) and the controller looks
+   after every batch, as ``graphtune experiment check`` does, until the always-valid test decides.
+   Back at approval with the live evidence, the person approves: the candidate ramps to 50%, its
+   guardrails are checked on more traffic, and it is promoted;
+6. the promotion and the config history;
+7. the same questions again under the new active version: negative feedback before and after.
 
 The demo starts from a clean database (``.graphtune/demo.db``, reset each run) unless ``--db`` names
 one, so every run tells the same story and leaves a database to explore with the CLI afterwards.
@@ -31,12 +36,16 @@ from rich.table import Table
 
 WORKFLOW = "support_qa"
 DEMO_DB = Path(".graphtune") / "demo.db"
-REQUEST = "support_qa gives wrong answers too often; improve accuracy"
+REQUEST = "support_qa gives wrong answers too often; improve accuracy without increasing latency more than 50%"
 SEED = 102  # the controller's search seed; see run_demo
 BATCH_SIZE = 8  # the whole default budget (8 candidates) in one round, evaluated in parallel
 LIMIT = 144  # eval examples per candidate (half of the 288-question set)
 CONCURRENCY = 4  # example runs in flight, shared by all candidates: few enough that latencies are not queueing noise
 TRAFFIC_SEED = 0  # the same questions and users before and after the promotion
+LIVE_SHARE = 0.25  # the candidate's share of live traffic during the experiment (production would use less)
+LIVE_BATCH = 400  # simulated requests between two looks
+LIVE_CONCURRENCY = 32
+LIVE_MAX_LOOKS = 20  # per stage; the test usually decides long before (see run_demo's docstring)
 QUIET_NODES = {"record", "record_progress", "report"}  # the report is shown whole in section 3
 MARKDOWN_NODES = {"decide"}
 KEY_SETTINGS = ("rag.top_k", "rag.rewrite", "rag.rerank", "nodes.qa_with_tool_agent.enabled", "tool.timeout_s",
@@ -86,13 +95,21 @@ def run_demo(
     batch_size: int = BATCH_SIZE,
     concurrency: int = CONCURRENCY,
     after: bool = True,
+    live: bool = True,
     context: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Run the demo; returns what happened (thread id, outcome, traffic summaries, seconds).
+    """Run the demo; returns what happened (thread id, outcome, traffic summaries, looks, seconds).
 
     The controller runs with the default budget (8 candidates), all in one round (``batch_size``),
     ``limit`` examples each, ``concurrency`` example runs in flight, and search seed ``seed``.
+    ``live`` runs the live experiment before promoting (``False``: approve straight away).
     ``context`` adds ``ControllerContext`` fields (tests point ``specs`` at their own spec file).
+
+    The live phase gives the candidate ``LIVE_SHARE`` of the traffic and looks every ``LIVE_BATCH``
+    requests. The always-valid test needs a few hundred rated runs per arm to tell the demo's
+    candidate (about 8 points fewer wrong answers) from the shipped config: about 2,000 requests,
+    some 15 seconds of simulated traffic. A real deployment gives a smaller share and waits longer;
+    the statistics stay valid however often it looks.
     """
     from graphtune.graphs.support_qa.traffic import simulate_production
     from graphtune.llm import model_available
@@ -151,28 +168,33 @@ def run_demo(
                 if not approve:
                     console.print(f"Stopped at approval (--no-approve). The thread waits in the database; answer it with:\n"
                                   f"  [cyan]graphtune approve {run.thread_id} --comment \"...\"{flag}[/cyan]\n"
+                                  f"  [cyan]graphtune experiment start {run.thread_id} --share 0.1{flag}[/cyan]\n"
                                   f"  [cyan]graphtune reject {run.thread_id}{flag}[/cyan]")
                     result["outcome"] = None
                     return _finish(result, console, flag, started, run.thread_id, tune)
                 candidate = run.pending["candidate_id"]
-                if run.pending["report"].get("confident"):
-                    comment = f"approved in the graphtune demo: {candidate} answers more questions correctly within the guardrails"
-                else:  # the report says so too; the demo approves anyway, and section 6 shows what it bought
-                    comment = f"approved in the graphtune demo although {candidate}'s gain is not significant at 95%"
-                console.print(f"[bold]{escape(actor)}[/bold] approves {run.pending['candidate_id']}: \"{escape(comment)}\"\n"
-                              f"(the same as [cyan]graphtune approve {run.thread_id} --comment \"...\"{flag}[/cyan])")
-                run = asyncio.run(controller.resume(run.thread_id, {"action": "approve", "actor": actor, "comment": comment}))
+                if live:
+                    run = _live_phase(console, controller, run, actor=actor, flag=flag, result=result, recorder=recorder,
+                                      url=url)
+                else:
+                    if run.pending["report"].get("confident"):
+                        comment = f"approved in the graphtune demo: {candidate} answers more questions correctly within the guardrails"
+                    else:  # the report says so too; the demo approves anyway, and section 7 shows what it bought
+                        comment = f"approved in the graphtune demo although {candidate}'s gain is not significant at 95%"
+                    console.print(f"[bold]{escape(actor)}[/bold] approves {candidate}: \"{escape(comment)}\"\n"
+                                  f"(the same as [cyan]graphtune approve {run.thread_id} --comment \"...\"{flag}[/cyan])")
+                    run = asyncio.run(controller.resume(run.thread_id, {"action": "approve", "actor": actor, "comment": comment}))
 
-            # -- 5 -------------------------------------------------------------------------------
+            # -- 6 -------------------------------------------------------------------------------
             outcome = run.outcome or {}
             result["outcome"] = outcome
-            console.rule("[bold]5. Outcome and config history")
+            console.rule("[bold]6. Outcome and config history")
             _show_outcome(console, url, outcome, run.values)
             _show_history(console, url)
 
-            # -- 6 -------------------------------------------------------------------------------
+            # -- 7 -------------------------------------------------------------------------------
             if after and outcome.get("status") == "promoted":
-                console.rule(f"[bold]6. The same {requests} questions under v{outcome['version']}")
+                console.rule(f"[bold]7. The same {requests} questions under v{outcome['version']}")
                 later = simulate_production(requests, recorder=recorder, seed=TRAFFIC_SEED, database_url=url)
                 result["after"] = later.to_dict()
                 _before_after(console, before, later)
@@ -197,8 +219,72 @@ def _controller(url: str, *, limit: int | None, seed: int, batch_size: int, conc
             console.print(f"{label}  {escape(str(message.content))}")
 
     context = ControllerContext(**{"database_url": url, "traces_url": url, "eval_limit": limit, "seed": seed,
-                                   "batch_size": batch_size, "concurrency": concurrency, **extra})
+                                   "batch_size": batch_size, "concurrency": concurrency, "experiment_share": LIVE_SHARE,
+                                   **extra})
     return LocalController(context=context, on_message=show)
+
+
+def _live_phase(console: Console, controller, run, *, actor: str, flag: str, result: dict, recorder, url: str):
+    """Section 5: experiment, looks until the test decides, approval with live evidence, ramp, promotion."""
+    from graphtune.graphs.support_qa.traffic import simulate_production
+
+    thread = run.thread_id
+    candidate = run.pending["candidate_id"]
+    comment = f"{candidate} looks better offline; show me on real users first"
+    console.print(f"[bold]{escape(actor)}[/bold] answers [bold]experiment[/bold] for {candidate}: \"{escape(comment)}\"\n"
+                  f"(the same as [cyan]graphtune experiment start {thread} --share {LIVE_SHARE}{flag}[/cyan])")
+    run = asyncio.run(controller.resume(thread, {"action": "experiment", "actor": actor, "comment": comment}))
+
+    console.rule(f"[bold]5. Live experiment: {candidate} on {LIVE_SHARE:.0%} of production traffic")
+    console.print(f"Simulated users keep asking through [cyan]graphtune.serving.ServedWorkflow[/cyan]: each user sticks to "
+                  f"one version, every answer is recorded with its variant, and users rate answers as before. After "
+                  f"every {LIVE_BATCH} requests the controller looks (the same as [cyan]graphtune experiment check{flag}[/cyan]); "
+                  "the statistics are always valid, so looking this often is safe.")
+    looks: list[dict] = []
+    batch = 0
+    for stage in ("experiment", "ramp"):
+        for _ in range(LIVE_MAX_LOOKS):
+            if not (run.waiting or {}).get("kind") == "experiment_pending":
+                break
+            batch += 1
+            traffic = simulate_production(LIVE_BATCH, recorder=recorder, seed=1000 + batch, database_url=url,
+                                          concurrency=LIVE_CONCURRENCY, users=LIVE_BATCH)
+            arms = ", ".join(f"v{v} {t.requests} ({t.negative_feedback_rate:.0%} 👎)" for v, t in traffic.by_version.items())
+            console.print(f"[bold cyan]{stage:>10}[/bold cyan]  batch {batch}: {arms}")
+            run = asyncio.run(controller.resume(thread, {"action": "check", "actor": actor}))
+            looks.append(_show_look(console, batch, stage, traffic, run))
+        if stage == "experiment":
+            if not run.pending:
+                break
+            live = run.pending["report"].get("live") or []
+            console.print(Panel("\n".join(escape(line) for line in live), title="live evidence in the approval report",
+                                border_style="cyan"))
+            if not any(line == "verdict: promote" for line in live):
+                console.print(f"The live data did not favour {candidate}; the demo rejects it.")
+                run = asyncio.run(controller.resume(thread, {"action": "reject", "actor": actor, "comment": "lost live"}))
+                break
+            comment = f"{candidate} did better on live users; ramp it up"
+            console.print(f"[bold]{escape(actor)}[/bold] approves: \"{escape(comment)}\" — the candidate ramps to 50%, "
+                          "its guardrails are checked again, then it is promoted.\n"
+                          f"(the same as [cyan]graphtune approve {thread} --comment \"...\"{flag}[/cyan])")
+            run = asyncio.run(controller.resume(thread, {"action": "approve", "actor": actor, "comment": comment}))
+    result["looks"] = looks
+    return run
+
+
+def _show_look(console: Console, batch: int, stage: str, traffic, run) -> dict:
+    """What a look said while the test has not decided yet (a decision speaks for itself, streamed)."""
+    waiting = run.waiting if (run.waiting or {}).get("kind") == "experiment_pending" else None
+    reasons = (waiting or {}).get("reasons") or []
+    if waiting is not None:
+        pending = sum(1 for r in reasons if "not yet shown" in r)
+        first = reasons[0].replace("always-valid 95% interval", "interval") if reasons else ""
+        shown = first if "not yet shown" not in first else ""
+        console.print(f"[dim]{'':>10}  look: continue — {escape(shown)}"
+                      + (f"{'; ' if shown else ''}{pending} guardrail(s) not yet shown" if pending else "") + "[/dim]")
+    verdict = "continue" if waiting is not None else ("approval" if run.pending else (run.outcome or {}).get("status", "done"))
+    return {"batch": batch, "stage": stage, "by_version": {v: t.requests for v, t in traffic.by_version.items()},
+            "verdict": verdict, "reasons": reasons}
 
 
 def _settings_line(url: str, version: int | None) -> str:
@@ -284,7 +370,10 @@ def _finish(result: dict, console: Console, flag: str, started: float, thread_id
         f"{tune}\n    # the same run; asks approve / reject / edit / later at the end\n"
         f"{tune} --no-input\n    # parks it at approval and prints the thread id as JSON\n"
         f"graphtune pending{flag}\n"
-        f"graphtune approve {thread} --comment \"looks right\"{flag}      # or: graphtune reject {thread}\n"
+        f"graphtune experiment start {thread} --share 0.1{flag}   # or: graphtune approve / reject {thread}\n"
+        f"graphtune experiment check{flag}        # a look at every live experiment; cron-safe\n"
+        f"graphtune experiment stop {WORKFLOW}{flag}   # kill switch\n"
+        f"graphtune approve {thread} --comment \"looks right\"{flag}   # after the live evidence: ramp, promote\n"
         f"graphtune config history -w {WORKFLOW}{flag}\n"
         f"graphtune traces stats --workflow {WORKFLOW} --backend {flag.removeprefix(' --db ')}",
         title="the same loop from the CLI", border_style="dim"), highlight=False)

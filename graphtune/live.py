@@ -11,9 +11,12 @@ What counts, per arm (a config version):
   key, pinned versions and untagged runs are left out unless ``assigned_only=False``: they are not a
   random share of the traffic, so they would bias the arm they land in);
 - ``success``: the run ended ``ok``; ``error``: it ended ``error`` (an interrupted run is neither);
-- ``positive_feedback``: per run, 1 when its feedback is not negative (score >= 0.5, as hot spots
-  count negative feedback); runs without feedback count 0. ``feedback_score``: the mean score over
-  the runs that have feedback. One feedback per trace, the earliest: duplicates in the store (two
+- ``net_feedback``: per run, +1 for positive feedback, -1 for negative, 0 without (a score ``s`` in
+  [0, 1] counts ``2s - 1``): the quality signal of live traffic. It uses thumbs up and thumbs down
+  alike and is measured per served run, so a candidate that merely changes who bothers to rate
+  cannot win by selection. ``positive_feedback``: per run, 1 when its feedback is positive (score
+  >= 0.5, as hot spots count negative feedback), else 0. ``feedback_score``: the mean score over the
+  runs that have feedback. One feedback per trace, the earliest: duplicates in the store (two
   clicks, two processes, a replayed batch) never count twice, and are counted in
   ``duplicate_feedback`` instead;
 - ``latency_ms``: the run's duration; ``tokens``: input + output tokens of the run's LLM calls.
@@ -21,7 +24,10 @@ What counts, per arm (a config version):
 Assignment counts for the sample-ratio check come from ``run_start`` events (a request is counted
 when it starts, so a variant that crashes before it ends still shows), since ``assignments_since``:
 pass the time of the current split revision (``TrafficSplit.updated_at``), because counts from
-before a ramp step do not follow the new weights.
+before a ramp step do not follow the new weights. They count routed units, not requests: the
+router assigns a user (or thread) once, and a user who sends ten requests is still one draw, so
+counting requests would flag busy users as a mismatch. A run's unit is its hashed user, else its
+thread, else the run itself.
 
 Cost: four filtered reads (run ends, run starts, LLM usage, feedback), paged by time so memory stays
 bounded by the page and a few numbers per run; about 100k runs take seconds on SQLite.
@@ -42,7 +48,7 @@ from graphtune.tuning.sequential import SRM_THRESHOLD, ArmStats, SrmResult, srm_
 
 SOURCES = ("production",)
 DEFAULT_PAGE = 20_000
-METRICS = ("success", "error", "positive_feedback", "feedback_score", "latency_ms", "tokens")
+METRICS = ("success", "error", "net_feedback", "positive_feedback", "feedback_score", "latency_ms", "tokens")
 
 
 class ArmEvidence(BaseModel):
@@ -58,10 +64,13 @@ class ArmEvidence(BaseModel):
     positive: int = Field(description="Runs whose feedback is not negative (score >= 0.5)")
     success: ArmStats
     error: ArmStats
-    positive_feedback: ArmStats = Field(description="Per run: 1 with non-negative feedback, else 0")
+    net_feedback: ArmStats = Field(description="Per run: +1 positive feedback, -1 negative, 0 none")
+    positive_feedback: ArmStats = Field(description="Per run: 1 with positive feedback, else 0")
     feedback_score: ArmStats = Field(description="Mean feedback score over rated runs")
     latency_ms: ArmStats
     tokens: ArmStats
+    latencies_ms: list[float] = Field(default_factory=list, repr=False, exclude=True,
+                                      description="Each run's latency, for quantile guardrails (p95 <= 1.2x)")
 
 
 class LiveEvidence(BaseModel):
@@ -77,7 +86,7 @@ class LiveEvidence(BaseModel):
     assignments_since: float
     baseline: ArmEvidence
     candidate: ArmEvidence
-    assignments: dict[int, int] = Field(description="Requests started since assignments_since, per version, placed by the split")
+    assignments: dict[int, int] = Field(description="Units (users, else threads, else runs) that started requests since assignments_since, per version, placed by the split")
     unassigned_runs: int = Field(description="Runs of either version in the window that the split did not place")
     duplicate_feedback: int = Field(description="Feedback events ignored because their run already had one")
 
@@ -86,6 +95,16 @@ class LiveEvidence(BaseModel):
         if metric not in METRICS:
             raise ValueError(f"live metric {metric!r} is not recorded; expected one of {', '.join(METRICS)}")
         return getattr(self.candidate, metric), getattr(self.baseline, metric)
+
+    def latency_exceeding(self, quantile: float, max_ratio: float) -> tuple[int, int]:
+        """(candidate runs slower than ``max_ratio`` x the baseline's ``quantile`` latency, candidate runs),
+        what ``quantile_guardrail`` tests. The baseline, the larger arm, gives the threshold."""
+        base = sorted(self.baseline.latencies_ms)
+        cand = self.candidate.latencies_ms
+        if not base or not cand:
+            return 0, len(cand)
+        threshold = max_ratio * base[min(len(base) - 1, int(quantile * len(base)))]
+        return sum(1 for v in cand if v > threshold), len(cand)
 
     def srm(self, weights, *, threshold: float = SRM_THRESHOLD) -> SrmResult:
         """``srm_check`` of the assignment counts against the split (a ``TrafficSplit`` or ``{version: weight}``)."""
@@ -114,8 +133,9 @@ class _Arm:
         return ArmEvidence(
             version=self.version, runs=n, ok=self.ok, errors=self.errors, rated=len(scores), positive=positive,
             success=ArmStats.of_counts(self.ok, n), error=ArmStats.of_counts(self.errors, n),
+            net_feedback=ArmStats.of_values([2.0 * feedback[t] - 1.0 if t in feedback else 0.0 for t in self.traces]),
             positive_feedback=ArmStats.of_counts(positive, n), feedback_score=ArmStats.of_values(scores),
-            latency_ms=ArmStats.of_values(self.latencies),
+            latency_ms=ArmStats.of_values(self.latencies), latencies_ms=self.latencies,
             tokens=ArmStats.of_values([float(tokens.get(t, 0)) for t in self.traces]),
         )
 
@@ -181,9 +201,12 @@ def read_live_evidence(
     starts = EventQuery(workflow=workflow, kinds=(EventKind.RUN_START,), sources=SOURCES, since=assignments_since, until=until)
     counted: set[str] = set()
     for event in _paged(store, starts, page):
-        if event.config_version is None or event.variant not in ASSIGNED_VARIANTS or event.trace_id in counted:
+        if event.config_version is None or event.variant not in ASSIGNED_VARIANTS:
             continue
-        counted.add(event.trace_id)
+        unit = _unit_of(event)
+        if unit in counted:
+            continue
+        counted.add(unit)
         assignments[event.config_version] = assignments.get(event.config_version, 0) + 1
 
     return LiveEvidence(
@@ -192,6 +215,15 @@ def read_live_evidence(
         baseline=arms[baseline_version].evidence(tokens, feedback), candidate=arms[candidate_version].evidence(tokens, feedback),
         assignments=dict(sorted(assignments.items())), unassigned_runs=unassigned, duplicate_feedback=duplicates,
     )
+
+
+def _unit_of(event: TrajectoryEvent) -> str:
+    """What the router assigned for this run: its user, else its thread, else the run alone."""
+    if event.user_hash:
+        return "u:" + event.user_hash
+    if event.thread_id:
+        return "t:" + event.thread_id
+    return "r:" + event.trace_id
 
 
 def _paged(store: TraceStore, query: EventQuery, page: int) -> Iterator[TrajectoryEvent]:

@@ -110,10 +110,10 @@ def _run_demo(db: str, **options) -> tuple[dict, str]:
     return result, console.export_text()
 
 
-def test_demo_runs_the_whole_loop_end_to_end(db):
-    result, out = _run_demo(db)
+def test_demo_without_the_live_phase_runs_the_offline_loop_end_to_end(db):
+    result, out = _run_demo(db, live=False)
 
-    for section in ("1. Production traffic", "2. The controller", "5. Outcome and config history", "Do it by hand"):
+    for section in ("1. Production traffic", "2. The controller", "6. Outcome and config history", "Do it by hand"):
         assert section in out
     for step in ("observe", "propose", "evaluate", "decide"):
         assert step in out  # the controller's progress streamed as it ran
@@ -124,7 +124,8 @@ def test_demo_runs_the_whole_loop_end_to_end(db):
         active = store.active("support_qa")
         history = store.history("support_qa")
     if outcome["status"] == "promoted":
-        assert "3. The approval report" in out and "4. A person decides" in out and "6. The same 40 questions" in out
+        assert "3. The approval report" in out and "4. A person decides" in out and "7. The same 40 questions" in out
+        assert "5. Live experiment" not in out
         assert active.version == outcome["version"] > 1 and outcome["from_version"] == 1
         assert history[0].action == "promote" and history[0].version == active.version
         assert history[0].reason.startswith("approved in the graphtune demo")
@@ -135,32 +136,39 @@ def test_demo_runs_the_whole_loop_end_to_end(db):
         assert active.version == 1 and [e.version for e in history if e.action == "promote"] == [1]
 
 
-def test_demo_promotes_and_shows_before_and_after(db, tmp_path):
-    """The promotion path, made certain: the same spec with a looser latency guardrail, so the
-    candidates' p95 (timing noise on a busy machine) cannot veto the accuracy gain."""
-    import yaml
-
-    spec = load_spec("support_qa")
-    raw = yaml.safe_load(spec.path.read_text())
-    raw["evals"]["datasets"][0]["path"] = str(spec.dataset_path())
-    raw["guardrails"] = [g for g in raw["guardrails"] if g["metric"] != "latency_ms"]
-    path = tmp_path / "support_qa.yaml"
-    path.write_text(yaml.safe_dump(raw, sort_keys=False))
-
-    result, out = _run_demo(db, context={"specs": {"support_qa": str(path)}})
+def test_demo_runs_a_live_experiment_then_ramps_and_promotes(db, tmp_path):
+    """The live path, made certain: the request allows p95 latency up to 3x, so the candidates' timing
+    (noise on a busy machine) cannot veto the accuracy gain offline or on live traffic."""
+    result, out = _run_demo(db, request="support_qa gives wrong answers too often; improve accuracy "
+                                        "without increasing latency more than 200%")
     outcome = result["outcome"]
     assert outcome["status"] == "promoted", out
+    candidate = result["candidate_id"]
     assert "3. The approval report" in out and "Waiting for approval" not in out  # the report, once, from the payload
-    assert f"approves {result['candidate_id']}" in out and f"v1 → v{outcome['version']}:" in out
-    assert "6. The same 40 questions" in out and "negative feedback" in out
+    assert f"answers experiment for {candidate}" in out and "5. Live experiment" in out
+    # looks after every batch: the experiment decided, the approval showed the live evidence, the ramp held
+    looks = result["looks"]
+    stages = [look["stage"] for look in looks]
+    assert stages[0] == "experiment" and stages[-1] == "ramp" and stages == sorted(stages)  # experiment..., ramp...
+    assert [look["verdict"] for look in looks if look["stage"] == "experiment"][-1] == "approval"
+    assert looks[-1]["verdict"] == "promoted"
+    candidate_version = outcome["version"]
+    assert all(set(look["by_version"]) == {1, candidate_version} for look in looks)  # both arms got traffic
+    assert "live evidence in the approval report" in out and "verdict: promote" in out
+    assert "net_feedback is better" in out and "p95 latency_ms at most 3x baseline holds" in out
+    assert f"v1 → v{candidate_version}:" in out and "7. The same 40 questions" in out
     before, after = result["before"], result["after"]
-    assert after["config_version"] == outcome["version"] and before["config_version"] == 1
+    assert after["config_version"] == candidate_version and before["config_version"] == 1
     # 40 production questions are a small sample: the promoted config must not do worse on them
     assert after["correct"] >= before["correct"] and after["thumbs_down"] <= before["thumbs_down"]
     with open_config_store(db) as store:
-        entry = store.history("support_qa")[0]
-    assert (entry.action, entry.version, entry.from_version) == ("promote", outcome["version"], 1)
-    assert "approved in the graphtune demo" in entry.reason
+        history = store.history("support_qa", limit=10)
+        assert store.split("support_qa") is None and store.active("support_qa").version == candidate_version
+    promote, ramp, experiment = history[:3]
+    assert (promote.action, promote.version, promote.from_version) == ("promote", candidate_version, 1)
+    assert promote.reason == f"{candidate} did better on live users; ramp it up"
+    assert (ramp.action, ramp.reason) == ("split", f"ramp {candidate} at 50%")
+    assert (experiment.action, experiment.reason) == ("split", f"experiment {candidate} at 25%")
 
 
 def test_cli_demo_no_approve_parks_the_thread_for_graphtune_approve(db):
@@ -175,7 +183,8 @@ def test_cli_demo_no_approve_parks_the_thread_for_graphtune_approve(db):
     out = run.output
     parked = asyncio.run(LocalController(context=ControllerContext(database_url=db), record=False).pending())
     if "3. The approval report" in out:
-        assert "Stopped at approval (--no-approve)" in out and "6. The same" not in out
+        assert "Stopped at approval (--no-approve)" in out and "7. The same" not in out
+        assert f"graphtune experiment start {parked[0].thread_id}" in out
         assert [t.thread_id for t in parked] and f"graphtune approve {parked[0].thread_id}" in out
         with open_config_store(db) as store:
             assert store.active("support_qa").version == 1

@@ -64,6 +64,9 @@ def test_arm_figures_from_known_events(trace_store):
     assert cand.error.mean == 0 and cand.success.mean == 0.5  # interrupted: neither ok nor an error
     assert base.positive_feedback.n == 3 and base.positive_feedback.mean == pytest.approx(1 / 3)
     assert base.feedback_score.n == 2 and base.feedback_score.mean == 0.5
+    # net feedback per run: +1 / -1 / 0 without feedback; a score s counts 2s - 1
+    assert base.net_feedback.n == 3 and base.net_feedback.mean == pytest.approx(0.0)
+    assert cand.net_feedback.n == 2 and cand.net_feedback.mean == pytest.approx((0.6 - 0.6) / 2)
     assert cand.feedback_score.mean == pytest.approx(0.5)
     assert base.latency_ms.mean == pytest.approx(200) and base.latency_ms.variance == pytest.approx(10_000)
     assert base.tokens.n == 3 and base.tokens.mean == pytest.approx((32 + 0 + 6) / 3)  # input + output per run
@@ -76,7 +79,11 @@ def test_arm_figures_from_known_events(trace_store):
     with pytest.raises(ValueError, match="expected one of success, error"):
         evidence.arms("accuracy")
     assert "baseline v1: 3 runs" in evidence.describe()
-    assert type(evidence).model_validate_json(evidence.model_dump_json()) == evidence  # fits in a report
+    # fits in a report (the per-run latencies, kept for quantile guardrails, stay out of it)
+    assert type(evidence).model_validate_json(evidence.model_dump_json()).model_dump() == evidence.model_dump()
+    assert "latencies_ms" not in evidence.model_dump()["baseline"]
+    # p95 of the baseline (100, 200, 300 ms) is 300: no candidate run is above 1.2x of it, one is above 0.2x
+    assert evidence.latency_exceeding(0.95, 1.2) == (0, 2) and evidence.latency_exceeding(0.95, 0.2) == (1, 2)
 
 
 def test_duplicate_feedback_counts_once_and_the_first_answer_stands(trace_store):

@@ -28,13 +28,14 @@ def demo(
     db: Annotated[Optional[str], typer.Option("--db", help="Database URL (sqlite:///FILE, postgresql://...). Default: a fresh .graphtune/demo.db, reset at every run.")] = None,
     limit: Annotated[Optional[int], typer.Option(help="Eval examples per candidate (default 144 of the eval set's 288).")] = None,
     no_approve: Annotated[bool, typer.Option("--no-approve", help="Stop at approval: print the thread id and the approve command.")] = False,
+    no_live: Annotated[bool, typer.Option("--no-live", help="Approve straight away instead of trying the candidate on live traffic first.")] = False,
 ):
-    """The whole loop on support_qa, offline: production traffic, observe, propose, evaluate, approve, promote."""
+    """The whole loop on support_qa, offline: production traffic, observe, propose, evaluate, a live experiment, approve, promote."""
     from graphtune.demo import run_demo
 
     try:
         options = {} if limit is None else {"limit": limit}
-        run_demo(requests=requests, db=db, approve=not no_approve, console=console, **options)
+        run_demo(requests=requests, db=db, approve=not no_approve, live=not no_live, console=console, **options)
     except UnknownBackendError as exc:
         raise fail(str(exc)) from None
 

@@ -3,13 +3,18 @@
 Offline metrics do not exist on live traffic (nobody labels production answers), so a tuning goal
 maps to the live metric that stands for it:
 
-- quality (contains, judge, exact, ...) -> ``positive_feedback``, higher is better;
+- quality (contains, judge, exact, ...) -> ``net_feedback`` (per run: +1 thumbs up, -1 thumbs down,
+  0 without feedback), higher is better;
 - ``latency_ms`` -> mean run latency, lower is better;
 - ``tokens`` / ``cost_usd`` -> tokens per run, lower is better;
 - ``error`` -> error rate, lower is better.
 
-Every experiment also guards what the goal is not about: the error rate may rise by at most 2
-points, mean latency by at most 20%, and positive feedback may fall by at most 2 points. The
+Every experiment also guards what the goal is not about. The request's guardrails on what live
+traffic records carry over with their margins (the spec's ``p95 latency_ms <= 1.2x baseline``
+becomes a quantile test; ``error <= 0.05`` an absolute limit); metrics the request does not guard
+get the defaults: the error rate may rise by at most 2 points, mean latency by at most 20%, and net
+feedback may fall by at most 0.03 (about three more thumbs down per hundred runs). Offline-only
+metrics (contains, cost) stay with the eval sets. The
 statistics are always valid (``graphtune.tuning.sequential``), so the controller may look after
 every batch of requests; a sample-ratio mismatch halts the experiment.
 """
@@ -22,25 +27,55 @@ from pydantic import BaseModel, Field
 
 from graphtune.evals.evaluators import QUALITY
 from graphtune.tuning.request import TuningRequest
-from graphtune.tuning.sequential import Comparison, GuardrailResult, SrmResult, Verdict, compare, non_inferiority, promotion_decision
+from graphtune.spec import Guardrail
+from graphtune.tuning.sequential import (
+    Comparison,
+    GuardrailResult,
+    SrmResult,
+    Verdict,
+    compare,
+    non_inferiority,
+    promotion_decision,
+    quantile_guardrail,
+    value_limit,
+)
 
 DEFAULT_SHARE = 0.1
 RAMP = (0.5, 1.0)  # after approval: half the traffic, then all of it (promotion)
 ERROR_MARGIN = 0.02
 LATENCY_MARGIN = 0.2
-FEEDBACK_MARGIN = 0.02
+FEEDBACK_MARGIN = 0.03
+LIVE_GUARDED = ("latency_ms", "error", "tokens")  # request guardrails on these carry over to live traffic
+QUANTILES = {"p50": 0.5, "p95": 0.95}
 
 
 class LiveGuardrail(BaseModel):
+    """One limit on the candidate's live traffic: ``margin`` worse than the baseline (``relative``: a
+    share of it), or an absolute ``max_value``; ``statistic`` p50/p95 (latency only) tests the quantile."""
+
     metric: str
-    margin: float
+    margin: float = 0.0
     relative: bool = False
     higher_is_better: bool = False
+    statistic: Literal["mean", "p50", "p95"] = "mean"
+    max_value: float | None = None
 
     def describe(self) -> str:
+        what = self.metric if self.statistic == "mean" else f"{self.statistic} {self.metric}"
+        if self.max_value is not None:
+            return f"{what} at most {self.max_value:g}"
         if self.relative:
-            return f"{self.metric} at most {1 + self.margin:g}x baseline"
-        return f"{self.metric} at most {self.margin:g} {'below' if self.higher_is_better else 'above'} baseline"
+            return f"{what} at most {1 + self.margin:g}x baseline"
+        return f"{what} at most {self.margin:g} {'below' if self.higher_is_better else 'above'} baseline"
+
+    @classmethod
+    def from_spec(cls, g: Guardrail) -> LiveGuardrail:
+        """The request's (or spec's) guardrail, with its margins, as a live test."""
+        if g.max_ratio is not None:
+            return cls(metric=g.metric, margin=g.max_ratio - 1.0, relative=True, statistic=g.statistic)
+        if g.max_value is not None:
+            return cls(metric=g.metric, max_value=g.max_value, higher_is_better=g.higher_is_better)
+        return cls(metric=g.metric, margin=g.margin or 0.0, higher_is_better=g.higher_is_better)
 
 
 class LivePlan(BaseModel):
@@ -58,32 +93,46 @@ class LivePlan(BaseModel):
 
 GUARDRAILS = (LiveGuardrail(metric="error", margin=ERROR_MARGIN),
               LiveGuardrail(metric="latency_ms", margin=LATENCY_MARGIN, relative=True),
-              LiveGuardrail(metric="positive_feedback", margin=FEEDBACK_MARGIN, higher_is_better=True))
+              LiveGuardrail(metric="net_feedback", margin=FEEDBACK_MARGIN, higher_is_better=True))
 
 
 def check_guardrails(evidence, guardrails) -> list[GuardrailResult]:
-    """Always-valid non-inferiority of the candidate arm for each guardrail (``evidence``: ``LiveEvidence``)."""
+    """Always-valid tests of the candidate arm for each guardrail (``evidence``: ``LiveEvidence``):
+    non-inferiority against the baseline, an absolute limit, or a latency quantile."""
     results = []
     for g in guardrails:
         cand, base = evidence.arms(g.metric)
-        if g.relative and base.n and base.mean == 0:
+        if g.max_value is not None:
+            results.append(value_limit(cand, max_value=g.max_value, higher_is_better=g.higher_is_better, metric=g.metric))
+        elif g.statistic != "mean":
+            quantile = QUANTILES[g.statistic]
+            exceeding, n = evidence.latency_exceeding(quantile, 1.0 + g.margin)
+            results.append(quantile_guardrail(exceeding, n, quantile=quantile, metric=g.describe()))
+        elif g.relative and base.n and base.mean == 0:
             continue  # a relative limit on a zero baseline (no latency recorded) cannot be checked
-        results.append(non_inferiority(cand, base, margin=g.margin, relative=g.relative,
-                                       higher_is_better=g.higher_is_better, metric=g.metric))
+        else:
+            results.append(non_inferiority(cand, base, margin=g.margin, relative=g.relative,
+                                           higher_is_better=g.higher_is_better, metric=g.metric))
     return results
 
 
 def live_plan(request: TuningRequest) -> LivePlan:
+    """The goal's live stand-in, the request's guardrails on what live traffic records (latency,
+    errors, tokens; quantile limits only for latency), and the default guardrails for the rest."""
     metric = request.goal.metric
     if metric in QUALITY:
-        primary, higher = "positive_feedback", True
+        primary, higher = "net_feedback", True
     elif metric == "latency_ms":
         primary, higher = "latency_ms", False
     elif metric in ("tokens", "cost_usd"):
         primary, higher = "tokens", False
     else:
         primary, higher = "error", False
-    return LivePlan(primary=primary, higher_is_better=higher, guardrails=[g for g in GUARDRAILS if g.metric != primary])
+    requested = [LiveGuardrail.from_spec(g) for g in request.guardrails
+                 if g.metric in LIVE_GUARDED and (g.statistic == "mean" or g.metric == "latency_ms") and g.metric != primary]
+    guarded = {g.metric for g in requested}
+    defaults = [g for g in GUARDRAILS if g.metric != primary and g.metric not in guarded]
+    return LivePlan(primary=primary, higher_is_better=higher, guardrails=requested + defaults)
 
 
 class LiveLook(BaseModel):

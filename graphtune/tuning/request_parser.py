@@ -400,6 +400,8 @@ _METRIC_WORDS = [
 ]
 _METRIC_WORD = r"(?P<what>(?:answer\s+)?(?:accuracy|quality|answers?|correctness)|latency|speed|response\s+times?|costs?|spend|errors?|error\s+rate|reliability|tokens?|token\s+usage)\b"
 _GUARD_RULES = [
+    re.compile(r"\b(?:without|with\s+no|no)\s+(?:losing|hurting|sacrificing|reducing|lowering|dropping|harming|degrading|worsening|increasing|raising)\s+"
+               rf"(?:the\s+|our\s+|any\s+)?{_METRIC_WORD}\s+(?:by\s+)?more\s+than\s+{_NUM}\s*(?P<unit>%|percent|points?|pts?)"),
     re.compile(r"\b(?:without|with\s+no|no)\s+(?:losing|hurting|sacrificing|reducing|lowering|dropping|harming|degrading|worsening|increasing|raising|more)\s+"
                rf"(?:more\s+than\s+{_NUM}\s*(?P<unit>%|percent|points?|pts?)\s+(?:of\s+|in\s+)?)?(?:the\s+|our\s+|any\s+)?{_METRIC_WORD}"),
     re.compile(rf"\b(?:keep|keeping|maintain|maintaining|preserve|preserving|protect|protecting)\s+(?:the\s+|our\s+)?{_METRIC_WORD}"),
@@ -588,8 +590,9 @@ def _read_guardrails(reader: _Reader, spec: WorkflowSpec) -> list[Guardrail]:
                 guard = Guardrail(metric=metric, statistic="mean", margin=margin)
             elif metric == "error":
                 guard = Guardrail(metric=metric, statistic="mean", margin=0.01)
-            else:
-                guard = Guardrail(metric=metric, statistic=default_statistic(metric), max_ratio=DEFAULT_MAX_RATIO)
+            else:  # "without increasing latency more than 50%": at most 1.5x
+                ratio = 1 + abs(_number(match["num"])) / 100 if match.groupdict().get("num") else DEFAULT_MAX_RATIO
+                guard = Guardrail(metric=metric, statistic=default_statistic(metric), max_ratio=ratio)
             guards.append(guard)
             reader.notes.append(f"{phrase!r} read as: {guard.describe()}")
     return guards

@@ -9,6 +9,9 @@ from graphtune.serving import ServedWorkflow
 from tests.graphs.test_controller import REQUEST, controller, db  # noqa: F401  (fixture)
 
 QUESTIONS = [("capital of france", "Paris"), ("two plus two", "4"), ("colour of sky", "blue")]
+# the toy answers in ~2 ms, where scheduling jitter on a busy machine is most of the latency: allow
+# p95 up to 3x so the latency guardrail is decided by the data, not by the machine's load
+LIVE_REQUEST = REQUEST + " without increasing latency more than 200%"
 
 
 def users_send(db, spec, n: int, first_user: int = 0) -> None:
@@ -39,7 +42,7 @@ def send_and_look_until_decided(db, spec, thread_id, per_look: int, first_user: 
 
 
 def test_experiment_then_approval_with_live_evidence_then_ramp_then_promotion(db, weak_toy_spec):
-    parked = asyncio.run(controller(db, experiment_share=0.2).start(REQUEST, spec=str(weak_toy_spec.path)))
+    parked = asyncio.run(controller(db, experiment_share=0.2).start(LIVE_REQUEST, spec=str(weak_toy_spec.path)))
     assert parked.pending
     started = asyncio.run(controller(db, experiment_share=0.2).resume(
         parked.thread_id, {"action": "experiment", "actor": "dana"}))
@@ -49,9 +52,10 @@ def test_experiment_then_approval_with_live_evidence_then_ramp_then_promotion(db
         assert store.split("toy").weights == {1: 0.8, candidate: 0.2}
 
     back = send_and_look_until_decided(db, weak_toy_spec, parked.thread_id, 750, first_user=0)
-    assert back.pending, back.waiting  # decided: back at approval
+    assert back.pending, back.waiting["reasons"]  # decided: back at approval
     live = "\n".join(back.pending["report"]["live"])
-    assert "verdict: promote" in live and "positive_feedback is better" in live
+    assert "verdict: promote" in live and "net_feedback is better" in live
+    assert "guardrail p95 latency_ms at most 3x baseline holds" in live
     assert "Live experiment" in back.pending["markdown"]
 
     ramp = look(db, parked.thread_id, {"action": "approve", "actor": "dana"})

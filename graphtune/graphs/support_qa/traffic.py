@@ -1,13 +1,15 @@
-"""Simulated production traffic for support_qa: real runs of the ACTIVE config, recorded, with user feedback.
+"""Simulated production traffic for support_qa: real served runs, recorded, with user feedback.
 
 ``simulate_production(150, recorder=recorder)`` is what the demo, the tests and the benchmarks use to
 give the controller something to observe. Each request is a question sampled (seeded) from the
-bundled eval set, asked by one of a pool of simulated users and run exactly as an application runs
-the workflow: the config comes from the config store's active version (``graphtune.active_version``),
-the run is tagged with ``run_tags(source="production", config_version=..., user_id=...)`` and the
-recorder is its callback. Because every question has a labelled answer, the simulated users can be
-honest critics: a user whose answer misses the expected facts (``contains`` < 1) or whose request
-failed leaves a thumbs down; a share of the satisfied ones leave a thumbs up.
+bundled eval set, asked by one of a pool of simulated users and served exactly as an application
+serves the workflow: through ``graphtune.serving.ServedWorkflow``, which routes the user by the
+config store's active version and traffic split (so a live experiment's candidate gets its share),
+runs that version's graph with the recorder and tags the run (source ``production``, config version,
+variant, user). Feedback goes through the same wrapper. Because every question has a labelled
+answer, the simulated users can be honest critics: a user whose answer misses the expected facts
+(``contains`` < 1) or whose request failed leaves a thumbs down; a share of the satisfied ones leave
+a thumbs up. ``config=`` pins one config instead (benchmarks): its runs are not routed.
 
 The workflow's nodes are async: the runs are ``ainvoke`` calls with bounded concurrency, inside one
 ``asyncio.run`` for the sync entry point, or awaited directly with ``asimulate_production``.
@@ -19,15 +21,28 @@ import asyncio
 import random
 import time
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from graphtune.evals.evaluators import RunOutcome, score
 from graphtune.evals.runner import read_output
+from graphtune.serving import ServedWorkflow
 from graphtune.tracing.recorder import TrajectoryRecorder, default_recorder, run_tags
 
 DEFAULT_CONCURRENCY = 8
 DISLIKE_BELOW = 1.0  # a user dislikes an answer that misses any expected fact (contains < 1)
+
+
+@dataclass
+class VersionTraffic:
+    """The requests one config version served in a burst, and their thumbs down."""
+
+    requests: int = 0
+    thumbs_down: int = 0
+
+    @property
+    def negative_feedback_rate(self) -> float:
+        return self.thumbs_down / self.requests if self.requests else 0.0
 
 
 @dataclass
@@ -46,6 +61,7 @@ class TrafficSummary:
     seconds: float
     trace_ids: list[str]
     disliked_trace_ids: list[str]
+    by_version: dict[int, VersionTraffic] = field(default_factory=dict)  # where the router sent the requests
 
     @property
     def negative_feedback_rate(self) -> float:
@@ -82,7 +98,8 @@ def simulate_production(
     - ``recorder``: where runs and feedback go (default: the process-wide recorder, i.e. the store
       named by ``GRAPHTUNE_TRACES_URL`` / ``GRAPHTUNE_DATABASE_URL``). Flushed before returning.
     - ``seed``: picks the questions, the users and who of the satisfied users leaves a thumbs up.
-    - ``config``: run this config instead of the active one (its version tag is looked up by hash).
+    - ``config``: run this config instead of serving the active one and the split (its version tag is
+      looked up by hash); such runs are not routed.
     - ``workflow``: a bundled workflow name or a spec file; its first eval dataset supplies the questions.
     - ``database_url``: the config store (default ``GRAPHTUNE_DATABASE_URL``). A workflow without an
       active version gets its spec's config stored and activated, as the controller does.
@@ -116,59 +133,110 @@ async def asimulate_production(
     recorder = recorder or default_recorder()
     # spec, dataset, config store and graph building read files and databases: off the event loop
     spec, examples, version, run_config = await asyncio.to_thread(_prepare, workflow, config, database_url)
-    graph = await asyncio.to_thread(spec.build_graph, run_config)
     rng = random.Random(seed)
     pool = [f"user-{i:03d}" for i in range(users or max(5, n // 5))]
     plan = [(rng.choice(examples), rng.choice(pool), rng.random() < like_rate) for _ in range(n)]
     limit = asyncio.Semaphore(max(1, concurrency))
+    if run_config is None:
+        served = ServedWorkflow(spec, database_url, recorder=recorder)
+        serve, give_feedback = _served_requests(served)
+    else:
+        served = None
+        graph = await asyncio.to_thread(spec.build_graph, run_config)
+        serve, give_feedback = _pinned_requests(graph, spec.workflow, version, recorder)
 
-    async def one(index: int, example, user: str, likes: bool) -> tuple[str, float, str | None, float | None]:
-        run_id = uuid.uuid4()  # the trace id is the root run id, known in advance for feedback
-        call = {
-            "run_id": run_id,
-            "callbacks": [recorder],
-            "metadata": run_tags(spec.workflow, config_version=version, source="production", user_id=user),
-            "configurable": {"thread_id": f"prod-{seed}-{index}"},
-        }
+    async def one(index: int, example, user: str, likes: bool) -> _Request:
         async with limit:
             started = time.perf_counter()
-            state, error = None, None
-            try:
-                state = await graph.ainvoke(dict(example.inputs), call)
-            except Exception as exc:  # a failed request is traffic too: recorded, and the user is unhappy
-                error = f"{type(exc).__name__}: {exc}"
+            trace_id, served_version, error, state = await serve(example, user, f"prod-{seed}-{index}")
             latency_ms = (time.perf_counter() - started) * 1000
         answer = read_output(state, spec.evals.output.answer)
         outcome = RunOutcome(answer=None if answer is None else str(answer), sources=None, latency_ms=latency_ms, error=error)
         correct = score(["contains"], outcome, example.expected)["contains"] if example.expected else None
-        trace_id = run_id.hex
-        if error is not None or (correct is not None and correct < DISLIKE_BELOW):
-            recorder.feedback(trace_id, thumbs_up=False, workflow=spec.workflow, user_id=user,
-                              comment="the request failed" if error else "the answer missed what I asked")
+        disliked = error is not None or (correct is not None and correct < DISLIKE_BELOW)
+        if disliked:
+            await give_feedback(trace_id, False, user, "the request failed" if error else "the answer missed what I asked")
         elif likes:
-            recorder.feedback(trace_id, thumbs_up=True, workflow=spec.workflow, user_id=user)
-        return trace_id, latency_ms, error, correct
+            await give_feedback(trace_id, True, user, None)
+        return _Request(trace_id, served_version, latency_ms, error, correct, disliked, liked=likes and not disliked)
 
     started = time.perf_counter()
-    results = await asyncio.gather(*(one(i, ex, user, likes) for i, (ex, user, likes) in enumerate(plan)))
+    try:
+        results = await asyncio.gather(*(one(i, ex, user, likes) for i, (ex, user, likes) in enumerate(plan)))
+    finally:
+        if served is not None:
+            await asyncio.to_thread(served.close)
     seconds = time.perf_counter() - started
     await asyncio.to_thread(recorder.flush)
-    latencies = sorted(r[1] for r in results)
-    disliked = [r[0] for r in results if r[2] is not None or (r[3] is not None and r[3] < DISLIKE_BELOW)]
-    liked = sum(1 for (r, (_, _, likes)) in zip(results, plan)
-                if r[2] is None and (r[3] is None or r[3] >= DISLIKE_BELOW) and likes)
+    latencies = sorted(r.latency_ms for r in results)
+    by_version: dict[int, VersionTraffic] = {}
+    for r in results:
+        if r.version is not None:
+            counts = by_version.setdefault(r.version, VersionTraffic())
+            counts.requests += 1
+            counts.thumbs_down += r.disliked
     return TrafficSummary(
         workflow=spec.workflow, config_version=version, requests=n,
-        failed=sum(1 for r in results if r[2] is not None),
-        thumbs_up=liked, thumbs_down=len(disliked),
-        correct=sum(1 for r in results if r[2] is None and r[3] is not None and r[3] >= DISLIKE_BELOW),
+        failed=sum(1 for r in results if r.error is not None),
+        thumbs_up=sum(r.liked for r in results), thumbs_down=sum(r.disliked for r in results),
+        correct=sum(1 for r in results if r.error is None and r.correct is not None and r.correct >= DISLIKE_BELOW),
         p50_ms=_percentile(latencies, 0.50), p95_ms=_percentile(latencies, 0.95), seconds=seconds,
-        trace_ids=[r[0] for r in results], disliked_trace_ids=disliked,
+        trace_ids=[r.trace_id for r in results], disliked_trace_ids=[r.trace_id for r in results if r.disliked],
+        by_version=dict(sorted(by_version.items())),
     )
 
 
+@dataclass
+class _Request:
+    trace_id: str
+    version: int | None
+    latency_ms: float
+    error: str | None
+    correct: float | None
+    disliked: bool
+    liked: bool
+
+
+def _served_requests(served: ServedWorkflow):
+    """(serve, feedback) through the serving wrapper: routed by the split, tagged, feedback checked."""
+
+    async def serve(example, user: str, thread_id: str):
+        run_id = uuid.uuid4()  # the trace id: known in advance, so a failed request can get feedback too
+        try:
+            run = await served.ainvoke(dict(example.inputs), unit_key=user, run_id=run_id,
+                                       config={"configurable": {"thread_id": thread_id}})
+        except Exception as exc:  # a failed request is traffic too: recorded, and the user is unhappy
+            info = served.ledger.run(run_id.hex)
+            return run_id.hex, info.config_version if info else None, f"{type(exc).__name__}: {exc}", None
+        return run.trace_id, run.config_version, None, run.output
+
+    async def feedback(trace_id: str, thumbs_up: bool, user: str, comment: str | None) -> None:
+        await served.afeedback(trace_id, thumbs_up=thumbs_up, user_id=user, comment=comment)
+
+    return serve, feedback
+
+
+def _pinned_requests(graph, workflow: str, version: int | None, recorder: TrajectoryRecorder):
+    """(serve, feedback) for one pinned config: the graph run directly with the recorder and run tags."""
+
+    async def serve(example, user: str, thread_id: str):
+        run_id = uuid.uuid4()
+        call = {"run_id": run_id, "callbacks": [recorder],
+                "metadata": run_tags(workflow, config_version=version, source="production", user_id=user),
+                "configurable": {"thread_id": thread_id}}
+        try:
+            return run_id.hex, version, None, await graph.ainvoke(dict(example.inputs), call)
+        except Exception as exc:
+            return run_id.hex, version, f"{type(exc).__name__}: {exc}", None
+
+    async def feedback(trace_id: str, thumbs_up: bool, user: str, comment: str | None) -> None:
+        recorder.feedback(trace_id, thumbs_up=thumbs_up, workflow=workflow, user_id=user, comment=comment)
+
+    return serve, feedback
+
+
 def _prepare(workflow: str, config: dict | None, database_url: str | None):
-    """(spec, labelled questions, config version or None, the config to run)."""
+    """(spec, labelled questions, the active or pinned version, the pinned config or None to serve)."""
     from graphtune.backends.configs import open_config_store
     from graphtune.configs import active_version
     from graphtune.evals.datasets import load_dataset
@@ -187,7 +255,7 @@ def _prepare(workflow: str, config: dict | None, database_url: str | None):
     if active is None:
         with open_config_store(database_url) as store:
             active = store.ensure_active(spec.workflow, spec.config, actor="graphtune")
-    return spec, examples, active.version, active.config
+    return spec, examples, active.version, None  # served: the router picks each request's config
 
 
 def _percentile(sorted_values: list[float], q: float) -> float:
@@ -197,4 +265,4 @@ def _percentile(sorted_values: list[float], q: float) -> float:
     return sorted_values[index]
 
 
-__all__ = ["TrafficSummary", "asimulate_production", "simulate_production"]
+__all__ = ["TrafficSummary", "VersionTraffic", "asimulate_production", "simulate_production"]
