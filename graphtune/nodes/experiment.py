@@ -69,9 +69,15 @@ def _set_split(ctx: ControllerContext, state: ControllerState, approval: Approva
             split = current
         else:
             ours = current is not None and set(current.weights) <= {baseline, stored.version}
-            split = store.set_split(workflow, wanted, expected_revision=current.revision if ours else None,
-                                    actor=approval.actor, reason=f"{stage} {candidate['id']} at {share:.0%}",
-                                    evidence=approval.comment)
+            try:
+                split = store.set_split(workflow, wanted, expected_revision=current.revision if ours else None,
+                                        actor=approval.actor, reason=f"{stage} {candidate['id']} at {share:.0%}",
+                                        evidence=approval.comment)
+            except ConflictError:
+                split = store.split(workflow)
+                if split is None or split.weights != wanted:
+                    raise
+                # the same step, run at the same moment by another look (cron and a person): it won, and it is ours
     now = time.time()
     return ExperimentRecord(
         workflow=workflow, candidate_id=candidate["id"], baseline_version=baseline, candidate_version=stored.version,
