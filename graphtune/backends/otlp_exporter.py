@@ -15,6 +15,12 @@ Switched on from the environment, where every recorder is created (``EventPipeli
 - ``GRAPHTUNE_OTLP_EXPORT=off`` switches export off whatever else is set.
 - ``GRAPHTUNE_ENV`` (or ``LANGFUSE_TRACING_ENVIRONMENT``) names the environment, ``OTEL_SERVICE_NAME``
   the service; both become resource attributes and Langfuse tags.
+- ``GRAPHTUNE_OTLP_NODE_IO=on`` adds each node's input and output state to its span. Off by default:
+  run, LLM and tool spans carry their content, node spans only their timing, status and tags
+  (encoding the state twice per node would be most of the export's cost).
+
+The sender wakes when a batch's worth of events is queued, every ``flush_interval_s`` or on flush,
+and then encodes everything queued in one loop: few, large bursts of work beside the workflow.
 """
 
 from __future__ import annotations
@@ -47,6 +53,7 @@ class OtlpSettings(BaseModel):
     endpoint: str
     headers: dict[str, str] = Field(default_factory=dict)
     langfuse: bool = Field(False, description="Add the attributes Langfuse reads (trace name, tags, observation types).")
+    node_io: bool = Field(False, description="Put each node's input/output state on its span (GRAPHTUNE_OTLP_NODE_IO).")
     environment: str = "default"
     service: str = "graphtune"
     timeout_s: float = 5.0
@@ -92,6 +99,7 @@ def otlp_settings_from_env(env: Mapping[str, str] | None = None) -> OtlpSettings
         return None
     environment = env.get("GRAPHTUNE_ENV") or env.get("LANGFUSE_TRACING_ENVIRONMENT") or "default"
     service = env.get("OTEL_SERVICE_NAME") or "graphtune"
+    node_io = str(env.get("GRAPHTUNE_OTLP_NODE_IO", "")).strip().lower() in ("1", "on", "true", "yes")
     endpoint = env.get("GRAPHTUNE_OTLP_ENDPOINT")
     if endpoint:
         try:
@@ -105,14 +113,15 @@ def otlp_settings_from_env(env: Mapping[str, str] | None = None) -> OtlpSettings
             settings = langfuse_settings_from_env(env)
             if settings is not None:
                 headers = {**settings.otel_headers(), **headers}
-        return OtlpSettings(endpoint=url, headers=headers, langfuse=langfuse, environment=environment, service=service)
+        return OtlpSettings(endpoint=url, headers=headers, langfuse=langfuse, environment=environment, service=service,
+                            node_io=node_io)
     if tracing_disabled(env):
         return None
     settings = langfuse_settings_from_env(env)
     if settings is None:
         return None
     return OtlpSettings(endpoint=settings.otel_traces_url(), headers=settings.otel_headers(), langfuse=True,
-                        environment=environment, service=service)
+                        environment=environment, service=service, node_io=node_io)
 
 
 def _graphtune_version() -> str:
@@ -140,7 +149,8 @@ class OtlpExporter:
         version = _graphtune_version()
 
         self.settings = settings
-        self.encoder = SpanEncoder(langfuse=settings.langfuse, environment=settings.environment, service=settings.service)
+        self.encoder = SpanEncoder(langfuse=settings.langfuse, environment=settings.environment, service=settings.service,
+                                   node_io=settings.node_io)
         self._resource = (
             ("service.name", settings.service), ("deployment.environment.name", settings.environment),
             ("telemetry.sdk.name", "graphtune"), ("telemetry.sdk.language", "python"),
@@ -152,7 +162,7 @@ class OtlpExporter:
         self._queued = 0
         self._lock = threading.Lock()
         self.counts = {"sent_spans": 0, "dropped_spans": 0, "queue_dropped_events": 0, "retries": 0,
-                       "failed_batches": 0, "requests": 0, "invalid_events": 0}
+                       "failed_batches": 0, "requests": 0}
         self._last_drop_log = float("-inf")
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -221,23 +231,18 @@ class OtlpExporter:
                         continue
                     with self._lock:
                         self._queued -= len(item)
-                    for event in item:
-                        try:
-                            encoded = encode(event)
-                        except Exception:  # one odd event must not stop the export
-                            self.counts["invalid_events"] += 1
-                            continue
-                        if encoded is None:
-                            continue
-                        if not pending:
-                            oldest = time.monotonic()
-                        pending.append(encoded)
-                        size += len(encoded)
-                        if len(pending) >= self.settings.max_batch_spans or size >= self.settings.max_batch_bytes:
-                            self._send(client, pending)
-                            pending, size = [], 0
+                    spans = encode(item)
+                    if not spans:
+                        continue
+                    if not pending:
+                        oldest = time.monotonic()
+                    pending += spans
+                    size += sum(map(len, spans))
+                    if len(pending) >= self.settings.max_batch_spans or size >= self.settings.max_batch_bytes:
+                        self._send_all(client, pending, size)
+                        pending, size = [], 0
                 if pending and (markers or self._stop.is_set() or time.monotonic() - oldest >= interval):
-                    self._send(client, pending)
+                    self._send_all(client, pending, size)
                     pending, size = [], 0
                 for marker in markers:
                     marker.done.set()
@@ -247,6 +252,20 @@ class OtlpExporter:
             log.exception("graphtune OTLP exporter stopped")
         finally:
             client.close()
+
+    def _send_all(self, client, spans: list[bytes], size: int) -> None:
+        """POST ``spans`` (``size`` bytes) in as few requests as the batch limits allow."""
+        max_spans, max_bytes = self.settings.max_batch_spans, self.settings.max_batch_bytes
+        if len(spans) <= max_spans and size <= max_bytes:
+            self._send(client, spans)
+            return
+        start = batch_bytes = 0
+        for i, span in enumerate(spans):
+            if i > start and (i - start >= max_spans or batch_bytes + len(span) > max_bytes):
+                self._send(client, spans[start:i])
+                start, batch_bytes = i, 0
+            batch_bytes += len(span)
+        self._send(client, spans[start:])
 
     def _send(self, client, spans: list[bytes]) -> None:
         from graphtune.tracing.otlp_wire import export_request

@@ -112,6 +112,10 @@ def test_spans_follow_the_genai_conventions_and_the_recorders_tree(tmp_path, rec
     assert chat.attributes["gen_ai.usage.input_tokens"] == 11 and chat.attributes["gen_ai.usage.output_tokens"] == 7
     assert tool_span.attributes["gen_ai.operation.name"] == "execute_tool" and tool_span.attributes["gen_ai.tool.name"] == "lookup"
     assert root.attributes["input.value"] == '{"question":"what is up?"}'
+    assert root.attributes["output.value"] == '{"question":"what is up?","answer":"an answer"}'
+    assert tool_span.attributes["input.value"] and tool_span.attributes["output.value"]
+    # node spans carry no state unless GRAPHTUNE_OTLP_NODE_IO asks for it
+    assert not {"input.value", "output.value"} & (retrieve.attributes.keys() | generate.attributes.keys())
     for s in spans.values():
         assert s.attributes["session.id"] == "thread-1" and s.attributes["gen_ai.conversation.id"] == "thread-1"
         assert s.attributes["graphtune.workflow"] == "support_qa" and s.attributes["graphtune.config_version"] == 4
@@ -144,6 +148,54 @@ def test_errors_carry_error_type_and_status(tmp_path, receiver):
     assert spans["invoke_agent retrieve"].status_code == 1
     exporter.close()
     recorder.close()
+
+
+def test_node_io_puts_each_nodes_state_on_its_span(tmp_path, receiver):
+    assert otlp_settings_from_env({"GRAPHTUNE_OTLP_ENDPOINT": receiver.url, "GRAPHTUNE_OTLP_NODE_IO": "on"}).node_io
+    assert not otlp_settings_from_env({"GRAPHTUNE_OTLP_ENDPOINT": receiver.url}).node_io
+    exporter = OtlpExporter(fast_settings(receiver, node_io=True))
+    recorder = TrajectoryRecorder(f"jsonl:///{tmp_path}/traces", spill_dir=str(tmp_path / "spill"), exporter=exporter)
+    run(build_graph(), recorder)
+    run(build_graph(fail=True), recorder, thread="failing")
+    recorder.flush()
+    assert exporter.flush(10)
+    spans = {(s.attributes["session.id"], s.name): s for s in receiver.spans}
+    retrieve = spans["thread-1", "invoke_agent retrieve"]
+    assert retrieve.attributes["input.value"] == '{"question":"what is up?"}'
+    assert retrieve.attributes["output.value"] == '{"answer":"found what is up?"}'
+    assert spans["thread-1", "invoke_agent generate"].attributes["output.value"] == '{"answer":"an answer"}'
+    failed = spans["failing", "invoke_agent generate"]
+    assert failed.attributes["input.value"] and failed.status_code == 2 and failed.attributes["error.type"] == "ValueError"
+    assert spans["thread-1", "invoke_workflow support_qa"].attributes["input.value"] == '{"question":"what is up?"}'
+    exporter.close()
+    recorder.close()
+
+
+@pytest.mark.parametrize("limit, most", [({"max_batch_spans": 2}, 2), ({"max_batch_bytes": 1}, 1)])
+def test_batches_are_split_at_the_span_and_byte_limits(tmp_path, receiver, limit, most):
+    exporter = OtlpExporter(fast_settings(receiver, **limit))  # a span over the byte limit still goes, alone
+    recorder = TrajectoryRecorder(f"jsonl:///{tmp_path}/traces", spill_dir=str(tmp_path / "spill"), exporter=exporter)
+    run(build_graph(), recorder)
+    recorder.flush()
+    assert exporter.flush(10)
+    sizes = [len(r.spans) for r in receiver.requests]
+    assert sum(sizes) == 5 and max(sizes) == most and exporter.stats()["sent_spans"] == 5
+    exporter.close()
+    recorder.close()
+
+
+def test_events_that_cannot_be_encoded_are_skipped_and_counted():
+    from graphtune.tracing.events import TrajectoryEvent
+    from graphtune.tracing.otel_spans import SpanEncoder
+
+    def end(trace_id: str, span_id: str) -> TrajectoryEvent:
+        return TrajectoryEvent(kind=EventKind.NODE_END, time=1_700_000_000.0, trace_id=trace_id, span_id=span_id,
+                               name="n", duration_ms=1.0, status="ok")
+
+    encoder = SpanEncoder()
+    spans = encoder.encode([end("ab" * 16, "cd" * 8), end("not hex", "cd" * 8), end("ab" * 8, "cd" * 8),
+                            end("ab" * 16, "ef" * 8)])
+    assert len(spans) == 2 and encoder.invalid == 2
 
 
 def test_redaction_hook_and_sample_rate_apply_to_the_export(tmp_path, receiver):
@@ -317,9 +369,9 @@ def test_wire_encoding_decodes_with_opentelemetry_proto():
 
     attrs = wire.span_attributes([("s", "héllo " * 40), ("b", True), ("f", False), ("i", -3), ("big", 2**40),
                                   ("d", 0.25), ("l", ["a", "b"]), ("none", None)]) + wire.string_attribute("long", "x" * 300)
-    encoded = wire.span(trace_id=bytes(range(16)), span_id=bytes(range(8)), parent_span_id=bytes(range(1, 9)),
-                        name="n" * 200, kind=3, start_ns=1_700_000_000_123_456_789, end_ns=1_700_000_001_000_000_000,
-                        attributes=attrs, status_code=2, status_message="boom")
+    head = wire.span_head(bytes(range(16)), bytes(range(8)), bytes(range(1, 9)),
+                          1_700_000_000_123_456_789, 1_700_000_001_000_000_000)
+    encoded = wire.span(head=head, name="n" * 200, kind=3, attributes=attrs, status_code=2, status_message="boom")
     body = wire.export_request((("service.name", "svc"),), "graphtune", "1.0", [encoded] * 3)
     message = ExportTraceServiceRequest()
     message.ParseFromString(body)
@@ -327,7 +379,8 @@ def test_wire_encoding_decodes_with_opentelemetry_proto():
     assert scope_spans.scope.name == "graphtune" and len(scope_spans.spans) == 3
     span = scope_spans.spans[2]
     assert span.name == "n" * 200 and span.kind == 3 and span.parent_span_id == bytes(range(1, 9))
-    assert span.start_time_unix_nano == 1_700_000_000_123_456_789
+    assert span.trace_id == bytes(range(16)) and span.span_id == bytes(range(8))
+    assert span.start_time_unix_nano == 1_700_000_000_123_456_789 and span.end_time_unix_nano == 1_700_000_001_000_000_000
     assert span.status.code == 2 and span.status.message == "boom"
     decoded = {kv.key: value_of(kv.value) for kv in span.attributes}
     assert decoded == {"s": "héllo " * 40, "b": True, "f": False, "i": -3, "big": 2**40, "d": 0.25, "l": ["a", "b"],
