@@ -16,8 +16,9 @@ Switched on from the environment, where every recorder is created (``EventPipeli
 - ``GRAPHTUNE_ENV`` (or ``LANGFUSE_TRACING_ENVIRONMENT``) names the environment, ``OTEL_SERVICE_NAME``
   the service; both become resource attributes and Langfuse tags.
 - ``GRAPHTUNE_OTLP_NODE_IO=on`` adds each node's input and output state to its span. Off by default:
-  run, LLM and tool spans carry their content, node spans only their timing, status and tags
-  (encoding the state twice per node would be most of the export's cost).
+  run spans carry the workflow's input and final state and tool spans their arguments and result,
+  node spans only their timing, status and tags (encoding the state twice per node would be most
+  of the export's cost).
 
 The sender wakes when a batch's worth of events is queued, every ``flush_interval_s`` or on flush,
 and then encodes everything queued in one loop: few, large bursts of work beside the workflow.
