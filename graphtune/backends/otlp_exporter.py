@@ -20,6 +20,11 @@ Switched on from the environment, where every recorder is created (``EventPipeli
   node spans only their timing, status and tags (encoding the state twice per node would be most
   of the export's cost).
 
+Where the work runs (``GRAPHTUNE_OTLP_SENDER``): ``process`` (the default) encodes and sends in a
+helper process (:mod:`graphtune.backends.otlp_process`), so the workflow's process only serialises
+each batch once; ``thread`` does it all in a thread of this process (no child process, but the
+encoding and HTTP share the workflow's GIL). Either way the sender below does the work.
+
 The sender wakes when a batch's worth of events is queued, every ``flush_interval_s`` or on flush,
 and then encodes everything queued in one loop: few, large bursts of work beside the workflow.
 """
@@ -34,7 +39,7 @@ import time
 import weakref
 from collections import deque
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Literal, Protocol
 from urllib.parse import unquote
 
 from pydantic import BaseModel, Field
@@ -55,6 +60,8 @@ class OtlpSettings(BaseModel):
     headers: dict[str, str] = Field(default_factory=dict)
     langfuse: bool = Field(False, description="Add the attributes Langfuse reads (trace name, tags, observation types).")
     node_io: bool = Field(False, description="Put each node's input/output state on its span (GRAPHTUNE_OTLP_NODE_IO).")
+    sender: Literal["process", "thread"] = Field(
+        "process", description="Encode and send in a helper process (default) or a thread of this one (GRAPHTUNE_OTLP_SENDER).")
     environment: str = "default"
     service: str = "graphtune"
     timeout_s: float = 5.0
@@ -101,6 +108,11 @@ def otlp_settings_from_env(env: Mapping[str, str] | None = None) -> OtlpSettings
     environment = env.get("GRAPHTUNE_ENV") or env.get("LANGFUSE_TRACING_ENVIRONMENT") or "default"
     service = env.get("OTEL_SERVICE_NAME") or "graphtune"
     node_io = str(env.get("GRAPHTUNE_OTLP_NODE_IO", "")).strip().lower() in ("1", "on", "true", "yes")
+    sender = str(env.get("GRAPHTUNE_OTLP_SENDER") or "process").strip().lower()
+    if sender not in ("process", "thread"):
+        log.warning("graphtune: GRAPHTUNE_OTLP_SENDER=%r is not 'process' or 'thread'; using 'process'", sender)
+        sender = "process"
+    common = dict(environment=environment, service=service, node_io=node_io, sender=sender)
     endpoint = env.get("GRAPHTUNE_OTLP_ENDPOINT")
     if endpoint:
         try:
@@ -114,15 +126,13 @@ def otlp_settings_from_env(env: Mapping[str, str] | None = None) -> OtlpSettings
             settings = langfuse_settings_from_env(env)
             if settings is not None:
                 headers = {**settings.otel_headers(), **headers}
-        return OtlpSettings(endpoint=url, headers=headers, langfuse=langfuse, environment=environment, service=service,
-                            node_io=node_io)
+        return OtlpSettings(endpoint=url, headers=headers, langfuse=langfuse, **common)
     if tracing_disabled(env):
         return None
     settings = langfuse_settings_from_env(env)
     if settings is None:
         return None
-    return OtlpSettings(endpoint=settings.otel_traces_url(), headers=settings.otel_headers(), langfuse=True,
-                        environment=environment, service=service, node_io=node_io)
+    return OtlpSettings(endpoint=settings.otel_traces_url(), headers=settings.otel_headers(), langfuse=True, **common)
 
 
 def _graphtune_version() -> str:
@@ -132,6 +142,17 @@ def _graphtune_version() -> str:
         return version("graphtune")
     except PackageNotFoundError:  # running from a source tree that was never installed
         return "0"
+
+
+class SpanExporter(Protocol):
+    """What the recorder pipeline needs of an exporter (a thread sender or a sender process)."""
+
+    settings: OtlpSettings
+
+    def submit(self, events: Sequence[Any]) -> None: ...
+    def flush(self, timeout: float | None = 10.0) -> bool: ...
+    def close(self, timeout: float | None = 10.0) -> None: ...
+    def stats(self) -> dict[str, int]: ...
 
 
 class _Marker:
@@ -170,7 +191,7 @@ class OtlpExporter:
         self._closed = False
         self._thread = threading.Thread(target=self._run, name="graphtune-otlp", daemon=True)
         self._thread.start()
-        _LIVE.add(self)
+        register_live(self)
 
     # -- producer side ------------------------------------------------------------------------
     def submit(self, events: Sequence[Any]) -> None:
@@ -297,12 +318,26 @@ class OtlpExporter:
                         reason, self.counts["dropped_spans"], self.counts["queue_dropped_events"])
 
 
-_shared: dict[str, OtlpExporter] = {}
+_shared: dict[str, SpanExporter] = {}
 _shared_lock = threading.Lock()
-_LIVE: weakref.WeakSet[OtlpExporter] = weakref.WeakSet()
+_LIVE: weakref.WeakSet = weakref.WeakSet()
 
 
-def exporter_from_env(env: Mapping[str, str] | None = None) -> OtlpExporter | None:
+def register_live(exporter: SpanExporter) -> None:
+    """Close ``exporter`` at exit (after the recorder pipelines flushed into it)."""
+    _LIVE.add(exporter)
+
+
+def open_exporter(settings: OtlpSettings) -> SpanExporter:
+    """The exporter ``settings.sender`` asks for: a helper process (``SubprocessExporter``) or a thread."""
+    if settings.sender == "thread":
+        return OtlpExporter(settings)
+    from graphtune.backends.otlp_process import SubprocessExporter
+
+    return SubprocessExporter(settings)
+
+
+def exporter_from_env(env: Mapping[str, str] | None = None) -> SpanExporter | None:
     """The process's exporter for what the environment asks (one per endpoint), or None."""
     settings = otlp_settings_from_env(env)
     if settings is None:
@@ -311,7 +346,7 @@ def exporter_from_env(env: Mapping[str, str] | None = None) -> OtlpExporter | No
     with _shared_lock:
         exporter = _shared.get(key)
         if exporter is None or exporter._closed:
-            exporter = _shared[key] = OtlpExporter(settings)
+            exporter = _shared[key] = open_exporter(settings)
             log.info("graphtune: exporting traces over OTLP to %s", settings.endpoint)
         return exporter
 

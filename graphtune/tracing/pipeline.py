@@ -31,7 +31,7 @@ except ImportError:  # pragma: no cover - Windows: no advisory locks
     fcntl = None
 
 from graphtune.backends.jsonl import event_line, read_jsonl_events
-from graphtune.backends.otlp_exporter import OtlpExporter, exporter_from_env
+from graphtune.backends.otlp_exporter import SpanExporter, exporter_from_env
 from graphtune.backends.traces import TraceStore, iter_chunks, open_trace_store, recording_url
 from graphtune.tracing.assembler import Assembler
 from graphtune.tracing.context import new_span_id, new_trace_id
@@ -84,7 +84,7 @@ class EventPipeline:
         content_mode: ContentMode = "full",
         capture_state: bool = True,
         spill_dir: str | None = None,
-        exporter: OtlpExporter | None = FROM_ENV,
+        exporter: SpanExporter | None = FROM_ENV,
     ):
         if sample_rate is None:
             sample_rate = float(os.environ.get("GRAPHTUNE_SAMPLE_RATE", "1.0"))
@@ -94,7 +94,7 @@ class EventPipeline:
         self._store: TraceStore | None = store if isinstance(store, TraceStore) else None
         self.store_url = store.url if isinstance(store, TraceStore) else recording_url(store)
         # Export (OTLP / Langfuse) gets each batch after sampling, hashing and redaction, on its own thread.
-        self.exporter: OtlpExporter | None = exporter_from_env() if exporter is FROM_ENV else exporter
+        self.exporter: SpanExporter | None = exporter_from_env() if exporter is FROM_ENV else exporter
         self.queue: deque = deque()
         self.max_queue = max_queue
         self.batch_size = batch_size

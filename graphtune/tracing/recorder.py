@@ -15,7 +15,7 @@ from typing import Any
 
 from langchain_core.callbacks import BaseCallbackHandler
 
-from graphtune.backends.otlp_exporter import OtlpExporter
+from graphtune.backends.otlp_exporter import SpanExporter
 from graphtune.backends.traces import TraceStore
 from graphtune.tracing import assembler as raw
 from graphtune.tracing.context import new_span_id, parse_traceparent, span_id_from_run
@@ -62,7 +62,7 @@ class TrajectoryRecorder(BaseCallbackHandler):
         flush_interval: float = 0.2,
         spill_dir: str | None = None,
         pipeline: EventPipeline | None = None,
-        exporter: OtlpExporter | None = FROM_ENV,
+        exporter: SpanExporter | None = FROM_ENV,
     ):
         self.pipeline = pipeline or EventPipeline(
             store, sample_rate=sample_rate, redact=redact, content_mode=content_mode, capture_state=capture_state,

@@ -14,7 +14,7 @@ from langchain_core.tools import tool
 from langgraph.graph import END, START, StateGraph
 
 from graphtune.backends import langfuse_settings
-from graphtune.backends.otlp_exporter import OtlpExporter, OtlpSettings, otlp_settings_from_env, parse_headers, traces_url
+from graphtune.backends.otlp_exporter import OtlpSettings, open_exporter, otlp_settings_from_env, parse_headers, traces_url
 from graphtune.backends.traces import EventQuery, open_trace_store
 from graphtune.tracing.events import EventKind
 from graphtune.tracing.recorder import TrajectoryRecorder, run_tags
@@ -62,6 +62,12 @@ def receiver():
     r.close()
 
 
+@pytest.fixture(params=["process", "thread"])
+def sender(request) -> str:
+    """Every export behaviour holds for the sender process (the default) and the in-process thread."""
+    return request.param
+
+
 def fast_settings(receiver: OtlpReceiver, **overrides) -> OtlpSettings:
     values = dict(endpoint=f"{receiver.url}/v1/traces", flush_interval_s=0.05, backoff_s=0.01, max_backoff_s=0.05,
                   max_retries=2, timeout_s=2.0)
@@ -78,8 +84,8 @@ def run(graph, recorder, question="what is up?", thread="thread-1", user="alice@
         return None
 
 
-def test_spans_follow_the_genai_conventions_and_the_recorders_tree(tmp_path, receiver):
-    exporter = OtlpExporter(fast_settings(receiver, langfuse=True, environment="staging", service="helpdesk"))
+def test_spans_follow_the_genai_conventions_and_the_recorders_tree(tmp_path, receiver, sender):
+    exporter = open_exporter(fast_settings(receiver, langfuse=True, environment="staging", service="helpdesk", sender=sender))
     recorder = TrajectoryRecorder(f"jsonl:///{tmp_path}/traces", spill_dir=str(tmp_path / "spill"), exporter=exporter)
     run(build_graph(), recorder)
     recorder.flush()
@@ -133,8 +139,8 @@ def test_spans_follow_the_genai_conventions_and_the_recorders_tree(tmp_path, rec
     recorder.close()
 
 
-def test_errors_carry_error_type_and_status(tmp_path, receiver):
-    exporter = OtlpExporter(fast_settings(receiver, langfuse=True))
+def test_errors_carry_error_type_and_status(tmp_path, receiver, sender):
+    exporter = open_exporter(fast_settings(receiver, langfuse=True, sender=sender))
     recorder = TrajectoryRecorder(f"jsonl:///{tmp_path}/traces", spill_dir=str(tmp_path / "spill"), exporter=exporter)
     run(build_graph(fail=True), recorder)
     recorder.flush()
@@ -150,10 +156,10 @@ def test_errors_carry_error_type_and_status(tmp_path, receiver):
     recorder.close()
 
 
-def test_node_io_puts_each_nodes_state_on_its_span(tmp_path, receiver):
+def test_node_io_puts_each_nodes_state_on_its_span(tmp_path, receiver, sender):
     assert otlp_settings_from_env({"GRAPHTUNE_OTLP_ENDPOINT": receiver.url, "GRAPHTUNE_OTLP_NODE_IO": "on"}).node_io
     assert not otlp_settings_from_env({"GRAPHTUNE_OTLP_ENDPOINT": receiver.url}).node_io
-    exporter = OtlpExporter(fast_settings(receiver, node_io=True))
+    exporter = open_exporter(fast_settings(receiver, node_io=True, sender=sender))
     recorder = TrajectoryRecorder(f"jsonl:///{tmp_path}/traces", spill_dir=str(tmp_path / "spill"), exporter=exporter)
     run(build_graph(), recorder)
     run(build_graph(fail=True), recorder, thread="failing")
@@ -172,8 +178,8 @@ def test_node_io_puts_each_nodes_state_on_its_span(tmp_path, receiver):
 
 
 @pytest.mark.parametrize("limit, most", [({"max_batch_spans": 2}, 2), ({"max_batch_bytes": 1}, 1)])
-def test_batches_are_split_at_the_span_and_byte_limits(tmp_path, receiver, limit, most):
-    exporter = OtlpExporter(fast_settings(receiver, **limit))  # a span over the byte limit still goes, alone
+def test_batches_are_split_at_the_span_and_byte_limits(tmp_path, receiver, limit, most, sender):
+    exporter = open_exporter(fast_settings(receiver, **limit, sender=sender))  # a span over the byte limit still goes, alone
     recorder = TrajectoryRecorder(f"jsonl:///{tmp_path}/traces", spill_dir=str(tmp_path / "spill"), exporter=exporter)
     run(build_graph(), recorder)
     recorder.flush()
@@ -198,8 +204,8 @@ def test_events_that_cannot_be_encoded_are_skipped_and_counted():
     assert len(spans) == 2 and encoder.invalid == 2
 
 
-def test_redaction_hook_and_sample_rate_apply_to_the_export(tmp_path, receiver):
-    exporter = OtlpExporter(fast_settings(receiver))
+def test_redaction_hook_and_sample_rate_apply_to_the_export(tmp_path, receiver, sender):
+    exporter = open_exporter(fast_settings(receiver, sender=sender))
     recorder = TrajectoryRecorder(f"jsonl:///{tmp_path}/traces", spill_dir=str(tmp_path / "spill"), exporter=exporter,
                                   redact=lambda text: text.replace("secret", "[MASKED]"))
     run(build_graph(), recorder, question="my secret question")
@@ -284,9 +290,9 @@ def test_generic_otlp_endpoint_and_headers_from_env():
 
 # -- bad endpoints: retried with backoff, then dropped with a count; the workflow never waits ------
 @pytest.mark.parametrize("status", [401, 429, 500])
-def test_failures_are_retried_with_backoff_then_delivered(tmp_path, receiver, status):
+def test_failures_are_retried_with_backoff_then_delivered(tmp_path, receiver, status, sender):
     receiver.script(status, status)
-    exporter = OtlpExporter(fast_settings(receiver))
+    exporter = open_exporter(fast_settings(receiver, sender=sender))
     recorder = TrajectoryRecorder(f"jsonl:///{tmp_path}/traces", spill_dir=str(tmp_path / "spill"), exporter=exporter)
     run(build_graph(), recorder)
     recorder.flush()
@@ -299,9 +305,9 @@ def test_failures_are_retried_with_backoff_then_delivered(tmp_path, receiver, st
 
 
 @pytest.mark.parametrize("status", [401, 429, 500])
-def test_failures_beyond_the_retries_drop_with_a_count(tmp_path, receiver, status):
+def test_failures_beyond_the_retries_drop_with_a_count(tmp_path, receiver, status, sender):
     receiver.script(status, status, status)
-    exporter = OtlpExporter(fast_settings(receiver))
+    exporter = open_exporter(fast_settings(receiver, sender=sender))
     recorder = TrajectoryRecorder(f"jsonl:///{tmp_path}/traces", spill_dir=str(tmp_path / "spill"), exporter=exporter)
     run(build_graph(), recorder)
     recorder.flush()
@@ -318,7 +324,7 @@ def test_failures_beyond_the_retries_drop_with_a_count(tmp_path, receiver, statu
     recorder.close()
 
 
-def test_a_hanging_endpoint_never_slows_the_workflow_or_the_store(tmp_path, receiver):
+def test_a_hanging_endpoint_never_slows_the_workflow_or_the_store(tmp_path, receiver, sender):
     graph = build_graph()
     baseline = TrajectoryRecorder(f"jsonl:///{tmp_path}/base", spill_dir=str(tmp_path / "spill"), exporter=None)
     started = time.perf_counter()
@@ -328,7 +334,7 @@ def test_a_hanging_endpoint_never_slows_the_workflow_or_the_store(tmp_path, rece
     baseline.close()
 
     receiver.hang = 1.0
-    exporter = OtlpExporter(fast_settings(receiver, timeout_s=0.2, max_retries=1, flush_interval_s=0.01))
+    exporter = open_exporter(fast_settings(receiver, timeout_s=0.2, max_retries=1, flush_interval_s=0.01, sender=sender))
     recorder = TrajectoryRecorder(f"jsonl:///{tmp_path}/traces", spill_dir=str(tmp_path / "spill"), exporter=exporter)
     started = time.perf_counter()
     for i in range(5):
@@ -345,9 +351,9 @@ def test_a_hanging_endpoint_never_slows_the_workflow_or_the_store(tmp_path, rece
     recorder.close()
 
 
-def test_a_full_export_queue_drops_and_counts(tmp_path, receiver):
+def test_a_full_export_queue_drops_and_counts(tmp_path, receiver, sender):
     receiver.hang = 0.5
-    exporter = OtlpExporter(fast_settings(receiver, max_queue=6, timeout_s=0.1, max_retries=0))
+    exporter = open_exporter(fast_settings(receiver, max_queue=6, timeout_s=0.1, max_retries=0, sender=sender))
     recorder = TrajectoryRecorder(f"jsonl:///{tmp_path}/traces", spill_dir=str(tmp_path / "spill"), exporter=exporter,
                                   flush_interval=0.01)
     for i in range(10):

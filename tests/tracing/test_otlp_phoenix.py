@@ -16,7 +16,7 @@ import time
 import httpx
 import pytest
 
-from graphtune.backends.otlp_exporter import OtlpExporter, OtlpSettings
+from graphtune.backends.otlp_exporter import OtlpSettings, open_exporter
 from graphtune.backends.traces import EventQuery, open_trace_store
 from graphtune.tracing.events import EventKind
 from graphtune.tracing.recorder import TrajectoryRecorder
@@ -88,7 +88,7 @@ def _spans(url: str, trace_id: str, expected: int, timeout: float = 60.0) -> lis
 
 
 def test_phoenix_stores_graphtunes_spans_with_their_names_links_and_attributes(phoenix, tmp_path):
-    exporter = OtlpExporter(OtlpSettings(endpoint=f"{phoenix}/v1/traces", flush_interval_s=0.05, service="helpdesk"))
+    exporter = open_exporter(OtlpSettings(endpoint=f"{phoenix}/v1/traces", flush_interval_s=0.05, service="helpdesk"))
     recorder = TrajectoryRecorder(f"jsonl:///{tmp_path}/traces", spill_dir=str(tmp_path / "spill"), exporter=exporter)
     run(build_graph(), recorder, thread="phoenix-thread")
     run(build_graph(fail=True), recorder, thread="phoenix-failing")
