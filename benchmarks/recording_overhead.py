@@ -1,22 +1,28 @@
 """recording_overhead: what graphtune's recorder adds per LangGraph node, beside a do-nothing
 callback handler and Langfuse's own LangChain CallbackHandler exporting to a local HTTP sink.
 The ``graphtune_otlp`` variant is the recorder with its OTLP/Langfuse exporter on, sending
-spans to the same sink from its helper process (the default); ``graphtune_otlp_thread`` sends
-from a thread of the measured process (``GRAPHTUNE_OTLP_SENDER=thread``). Their timed regions
-also wait for the exporter's flush.
+spans to the same sink from its sender process (the default); ``graphtune_otlp_thread`` sends
+from a thread of the measured process (``GRAPHTUNE_OTLP_SENDER=thread``).
 
-A 20-node graph of no-op nodes runs under each variant, interleaved (none, noop, graphtune,
-langfuse, none, ...) in one process. Each timed region ends with a flush() of the handler's
-pipeline, so background writing counts. Added cost per node = (median variant - median none) / 20.
+A 20-node graph of no-op nodes runs under each variant. Each figure compares two variants in
+alternating pairs of short timed regions (A B, B A, A B, ...; each region ends with a flush() of
+the handler's pipeline, so background work counts) and takes the median of the per-pair
+differences. The cost is the CPU time of the whole measured process (every thread: the graph,
+graphtune's writer and exporter threads, Langfuse's threads), per node. Why not wall time: on
+these machines the CPU's speed flips between two states (up to 1.8x apart) for seconds at a time,
+and a flush() waits for threads to wake and for HTTP replies, idle time that no workflow waits
+for. Adjacent pairs see the same speed; CPU time leaves the idle waits out. Wall-clock figures of
+the same pairs are reported as ``*_wall``.
+
 Both the async path (``ainvoke``: how the LangGraph server runs graphs) and the sync path are
-measured; the ratios in the headline keys are for the async path.
+measured; keys without the ``sync_`` prefix are for the async path.
 
-The exporter's cost is a few percent of the recorder's, well inside this machine's wall-clock
-noise (two identical recorders differ by up to 10% here). So it is also measured directly: the
-CPU time of the exporter's threads in the workflow's process (they share its GIL, so that CPU is
-what the workflow loses), per node, from per-thread clocks. ``ratio_otlp_vs_recorder`` is
-(recorder + that) / recorder; the wall-clock paired ratio is ``ratio_otlp_vs_recorder_wall``.
-The helper process's own CPU (on another core) is ``otlp_sender_process_cpu_us_per_node``.
+The exporter's share is a few µs per node, below what paired differences resolve on the async
+path (±6 µs between repeats). So ``*_export_us_per_node`` is read from the exporter's own threads'
+CPU clocks (they share the workflow's GIL, so their CPU is what the workflow loses), and the
+paired difference is reported beside it as ``*_export_us_per_node_paired`` (on the sync path the
+two agree within 1 µs). The sender process's own CPU (another process, on another core) is
+``otlp_sender_process_cpu_us_per_node``.
 """
 
 from __future__ import annotations
@@ -97,104 +103,111 @@ def make_variants(tmp: str, sink_url: str):
     }, recorder, exporting
 
 
-def thread_cpu_s(*threads) -> float:
-    """CPU seconds the given threads have used so far (Linux per-thread clocks)."""
-    total = 0.0
-    for thread in threads:
-        if thread is not None and thread.is_alive():
-            total += time.clock_gettime(time.pthread_getcpuclockid(thread.ident))
-    return total
-
-
 def process_cpu_s(pid: int) -> float:
     fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def export_clocks(recorder):
-    """A function giving (CPU of the exporter's threads in this process, CPU of its sender process)."""
-    exporter = recorder.pipeline.exporter
+def thread_cpu_s(threads) -> float:
+    """CPU seconds the given threads have used so far (Linux per-thread clocks)."""
+    return sum(time.clock_gettime(time.pthread_getcpuclockid(t.ident)) for t in threads if t is not None and t.is_alive())
+
+
+def export_clock(variant):
+    """CPU seconds used so far by the variant's exporter: (its threads in this process, its sender process)."""
+    callbacks = variant[0]
+    exporter = getattr(getattr(callbacks[0], "pipeline", None), "exporter", None) if callbacks else None
     threads = [getattr(exporter, name, None) for name in ("_thread", "_pump", "_reader")]
     proc = getattr(exporter, "_proc", None)
-    return lambda: (thread_cpu_s(*threads), process_cpu_s(proc.pid) if proc is not None else 0.0)
+    return lambda: (thread_cpu_s(threads), process_cpu_s(proc.pid) if proc is not None else 0.0)
 
 
-def time_sync(graph, callbacks, flush, runs: int) -> float:
+def run_sync(graph, callbacks, flush, runs: int) -> None:
     config = {"callbacks": callbacks} if callbacks else None
-    start = time.perf_counter()
     for _ in range(runs):
         graph.invoke({"x": 0}, config=config)
     flush()
-    return (time.perf_counter() - start) / runs
 
 
-async def time_async(graph, callbacks, flush, runs: int) -> float:
+async def run_async(graph, callbacks, flush, runs: int) -> None:
     config = {"callbacks": callbacks} if callbacks else None
-    start = time.perf_counter()
     for _ in range(runs):
         await graph.ainvoke({"x": 0}, config=config)
     flush()
-    return (time.perf_counter() - start) / runs
 
 
-def per_node_us(samples: dict[str, list[float]], variant: str, base: str = "none") -> float:
-    return (statistics.median(samples[variant]) - statistics.median(samples[base])) / NODES * 1e6
+def timed(mode: str, graph, variant, runs: int) -> tuple[float, ...]:
+    """Per run, for one region of ``runs`` runs: process CPU s, wall s, the exporter's threads' CPU s
+    and its sender process's CPU s."""
+    export = export_clock(variant)
+    cpu, wall, (threads, sender) = time.process_time(), time.perf_counter(), export()
+    if mode == "sync":
+        run_sync(graph, *variant, runs=runs)
+    else:
+        asyncio.run(run_async(graph, *variant, runs=runs))
+    cpu, wall, (threads_end, sender_end) = time.process_time() - cpu, time.perf_counter() - wall, export()
+    return cpu / runs, wall / runs, (threads_end - threads) / runs, (sender_end - sender) / runs
 
 
-def paired_ratio(samples, a: str, b: str, base: str = "none") -> float:
-    """Median over rounds of (a - base) / (b - base), each round's variants measured back to back."""
-    ratios = [
-        (sa - sn) / (sb - sn)
-        for sa, sb, sn in zip(samples[a], samples[b], samples[base])
-        if sb - sn > 0
-    ]
-    return statistics.median(ratios)
+def compare(mode: str, graph, variants, a: str, b: str, pairs: int, runs: int) -> dict[str, float]:
+    """Median per-node difference b - a (µs) over alternating pairs, in CPU and in wall time; and
+    b's exporter CPU per node (its threads here, its sender process)."""
+    cpu, wall, threads, sender = [], [], [], []
+    for i in range(pairs):
+        order = (a, b) if i % 2 == 0 else (b, a)
+        got = {name: timed(mode, graph, variants[name], runs) for name in order}
+        cpu.append(got[b][0] - got[a][0])
+        wall.append(got[b][1] - got[a][1])
+        threads.append(got[b][2])
+        sender.append(got[b][3])
+    per_node = 1e6 / NODES
+    return {"cpu": statistics.median(cpu) * per_node, "wall": statistics.median(wall) * per_node,
+            "threads": statistics.mean(threads) * per_node, "sender": statistics.mean(sender) * per_node}
 
 
-class ExportCpu:
-    """Accumulates the exporters' CPU over their variants' timed regions."""
+def measure_mode(mode: str, graph, variants, pairs: int, runs: int) -> dict:
+    prefix = "sync_" if mode == "sync" else ""
+    noop = "noop" if mode == "sync" else "async_noop"
+    recorder = compare(mode, graph, variants, "none", "graphtune", pairs, runs)
+    handler = compare(mode, graph, variants, "none", noop, pairs, runs)
+    langfuse = compare(mode, graph, variants, "none", "langfuse", max(6, pairs // 4), runs)
+    figures = {
+        f"{prefix}us_per_node_graphtune": recorder["cpu"],
+        f"{prefix}us_per_node_noop_callback": handler["cpu"],
+        f"{prefix}us_per_node_langfuse": langfuse["cpu"],
+        f"{prefix}ratio_vs_noop": recorder["cpu"] / handler["cpu"],
+        f"{prefix}ratio_vs_langfuse": recorder["cpu"] / langfuse["cpu"],
+        f"{prefix}us_per_node_graphtune_wall": recorder["wall"],
+        f"{prefix}us_per_node_noop_callback_wall": handler["wall"],
+        f"{prefix}us_per_node_langfuse_wall": langfuse["wall"],
+    }
+    for name, label in (("graphtune_otlp", "otlp"), ("graphtune_otlp_thread", "otlp_thread")):
+        export = compare(mode, graph, variants, "graphtune", name, pairs, runs)
+        figures.update({
+            f"{prefix}{label}_export_us_per_node": export["threads"],
+            f"{prefix}us_per_node_{label}": recorder["cpu"] + export["threads"],
+            f"{prefix}ratio_{label}_vs_recorder": (recorder["cpu"] + export["threads"]) / recorder["cpu"],
+            f"{prefix}{label}_export_us_per_node_paired": export["cpu"],
+            f"{prefix}{label}_export_us_per_node_wall": export["wall"],
+        })
+        if label == "otlp":
+            figures[f"{prefix}otlp_sender_process_cpu_us_per_node"] = export["sender"]
+    return figures
 
-    def __init__(self, clocks: dict):
-        self.clocks = clocks
-        self.totals = {(mode, name): [0.0, 0.0, 0] for mode in ("sync", "async") for name in clocks}
 
-    def timed(self, mode: str, name: str, measure_once):
-        clock = self.clocks.get(name)
-        if clock is None:
-            return measure_once()
-        before = clock()
-        result = measure_once()
-        after = clock()
-        total = self.totals[(mode, name)]
-        total[0] += after[0] - before[0]
-        total[1] += after[1] - before[1]
-        total[2] += 1
-        return result
-
-    def us_per_node(self, mode: str, name: str, runs: int, which: int = 0) -> float:
-        total = self.totals[(mode, name)]
-        return total[which] / (total[2] * runs * NODES) * 1e6
-
-
-def measure(rounds: int, runs: int) -> dict:
+def measure(pairs: int, runs: int) -> dict:
     tmp = tempfile.mkdtemp(prefix="graphtune-bench-")
     sink = start_http_sink()
     try:
         variants, recorder, exporting = make_variants(tmp, sink.url)
         graph = build_graph()
-        sync_names = ["none", "noop", "graphtune", "graphtune_otlp", "graphtune_otlp_thread", "langfuse"]
-        async_names = ["none", "async_noop", "noop", "graphtune", "graphtune_otlp", "graphtune_otlp_thread", "langfuse"]
-        for name in sync_names:  # warm up imports, caches and the langfuse exporter
-            time_sync(graph, *variants[name], runs=5)
-        sync = {n: [] for n in sync_names}
-        asyn = {n: [] for n in async_names}
-        cpu = ExportCpu({name: export_clocks(variants[name][0][0]) for name in ("graphtune_otlp", "graphtune_otlp_thread")})
-        for _ in range(rounds):
-            for name in sync_names:
-                sync[name].append(cpu.timed("sync", name, lambda: time_sync(graph, *variants[name], runs=runs)))
-        for _ in range(rounds):
-            for name in async_names:
-                asyn[name].append(cpu.timed("async", name, lambda: asyncio.run(time_async(graph, *variants[name], runs=runs))))
+        for name in variants:  # warm up imports, caches, the langfuse exporter and the sender processes
+            timed("sync", graph, variants[name], runs=5)
+            timed("async", graph, variants[name], runs=5)
+        sync = measure_mode("sync", graph, variants, pairs, runs)
+        asyn = measure_mode("async", graph, variants, pairs, runs)
+        none_sync = statistics.median(timed("sync", graph, variants["none"], runs)[1] for _ in range(5))
+        none_async = statistics.median(timed("async", graph, variants["none"], runs)[1] for _ in range(5))
         stats = recorder.stats()
         otlp_stats = exporting["process"].stats()
         recorder.close()
@@ -205,23 +218,12 @@ def measure(rounds: int, runs: int) -> dict:
         sink.stop()
     return {
         "nodes": NODES,
-        "rounds": rounds,
-        "runs_per_round": runs,
-        "us_per_step_langgraph_async": statistics.median(asyn["none"]) / NODES * 1e6,
-        "us_per_node_graphtune": per_node_us(asyn, "graphtune"),
-        "us_per_node_noop_callback": per_node_us(asyn, "async_noop"),
-        "us_per_node_langfuse": per_node_us(asyn, "langfuse"),
-        "ratio_vs_noop": paired_ratio(asyn, "graphtune", "async_noop"),
-        "ratio_vs_langfuse": paired_ratio(asyn, "graphtune", "langfuse"),
-        "async_us_per_node_sync_noop_handler": per_node_us(asyn, "noop"),
-        "us_per_step_langgraph_sync": statistics.median(sync["none"]) / NODES * 1e6,
-        "sync_us_per_node_graphtune": per_node_us(sync, "graphtune"),
-        "sync_us_per_node_noop_callback": per_node_us(sync, "noop"),
-        "sync_us_per_node_langfuse": per_node_us(sync, "langfuse"),
-        "sync_ratio_vs_noop": paired_ratio(sync, "graphtune", "noop"),
-        "sync_ratio_vs_langfuse": paired_ratio(sync, "graphtune", "langfuse"),
-        **export_figures("", "async", asyn, cpu, runs),
-        **export_figures("sync_", "sync", sync, cpu, runs),
+        "pairs": pairs,
+        "runs_per_region": runs,
+        "us_per_step_langgraph_async": none_async / NODES * 1e6,
+        "us_per_step_langgraph_sync": none_sync / NODES * 1e6,
+        **asyn,
+        **sync,
         "graphtune_events_written": stats["written"],
         "graphtune_events_dropped": stats["dropped"],
         "otlp_spans_sent": otlp_stats["export_sent_spans"],
@@ -229,30 +231,13 @@ def measure(rounds: int, runs: int) -> dict:
     }
 
 
-def export_figures(prefix: str, mode: str, samples: dict, cpu: ExportCpu, runs: int) -> dict:
-    """Per-node export cost for the sender process (default) and the in-process thread sender."""
-    recorder_us = per_node_us(samples, "graphtune")
-    figures = {}
-    for name, label in (("graphtune_otlp", "otlp"), ("graphtune_otlp_thread", "otlp_thread")):
-        in_process = cpu.us_per_node(mode, name, runs)
-        figures.update({
-            f"{prefix}{label}_export_cpu_us_per_node": in_process,
-            f"{prefix}ratio_{label}_vs_recorder": (recorder_us + in_process) / recorder_us,
-            f"{prefix}us_per_node_{label}_wall": per_node_us(samples, name),
-            f"{prefix}ratio_{label}_vs_recorder_wall": paired_ratio(samples, name, "graphtune"),
-        })
-        if label == "otlp":
-            figures[f"{prefix}otlp_sender_process_cpu_us_per_node"] = cpu.us_per_node(mode, name, runs, which=1)
-    return figures
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--json", action="store_true")
-    parser.add_argument("--rounds", type=int, default=15)
-    parser.add_argument("--runs", type=int, default=40)
+    parser.add_argument("--pairs", type=int, default=40)
+    parser.add_argument("--runs", type=int, default=10)
     args = parser.parse_args()
-    result = measure(args.rounds, args.runs)
+    result = measure(args.pairs, args.runs)
     if args.json:
         print(json.dumps(result))
     else:
