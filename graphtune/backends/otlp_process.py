@@ -45,7 +45,7 @@ try:
 except ImportError:  # Windows: the pipe keeps its default size
     fcntl = None
 
-from graphtune.backends.otlp_exporter import OtlpExporter, OtlpSettings, register_live
+from graphtune.backends.otlp_exporter import OtlpExporter, OtlpSettings, _Marker, register_live
 from graphtune.tracing.events import EventKind, TrajectoryEvent
 
 log = logging.getLogger("graphtune.export")
@@ -77,13 +77,6 @@ def read_frame(stream: BinaryIO) -> tuple[bytes, bytes] | None:
     kind, length = _HEADER.unpack(header)
     payload = stream.read(length)
     return (kind, payload) if len(payload) == length else None
-
-
-class _Marker:
-    __slots__ = ("done",)
-
-    def __init__(self) -> None:
-        self.done = threading.Event()
 
 
 class SubprocessExporter:
