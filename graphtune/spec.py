@@ -155,7 +155,8 @@ def _same_value(a: Any, b: Any) -> bool:
 class WorkflowSpec(_Strict):
     workflow: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     description: str = ""
-    graph: str = Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$", description="module:function building a compiled graph from a config dict")
+    graph: str = Field(pattern=r"^([A-Za-z_][\w.]*|[\w./-]+\.py):[A-Za-z_]\w*$",
+                       description="module:function or file.py:function (relative to the spec) building a compiled graph from a config dict")
     config: dict[str, Any]
     tunables: dict[str, Domain] = Field(default_factory=dict)
     constraints: list[Constraint] = Field(default_factory=list)
@@ -182,14 +183,17 @@ class WorkflowSpec(_Strict):
         return (path if path.is_absolute() else (self.path.parent if self.path else Path.cwd()) / path).resolve()
 
     def graph_factory(self) -> Callable[[dict], Any]:
-        module_name, _, attr = self.graph.partition(":")
+        """The factory named by ``graph``, importable from the spec's own folder (as ``langgraph.json``
+        resolves its graphs): ``pkg.module:function`` or ``path/to/file.py:function``, no PYTHONPATH needed."""
+        target, _, attr = self.graph.rpartition(":")
+        folder = self.path.parent.resolve() if self.path else Path.cwd()
         try:
-            module = importlib.import_module(module_name)
+            module = import_target(target, folder)
         except Exception as exc:
-            raise SpecError(f"{self.path}: graph: cannot import module {module_name!r}: {type(exc).__name__}: {exc}") from exc
+            raise SpecError(f"{self.path}: graph: cannot import {target!r}: {type(exc).__name__}: {exc}") from exc
         factory = getattr(module, attr, None)
         if not callable(factory):
-            raise SpecError(f"{self.path}: graph: {module_name} has no callable {attr!r}")
+            raise SpecError(f"{self.path}: graph: {target} has no callable {attr!r}")
         return factory
 
     def build_graph(self, config: dict | None = None):
@@ -199,6 +203,28 @@ class WorkflowSpec(_Strict):
             return factory(self.config if config is None else config)
         except Exception as exc:
             raise SpecError(f"graph factory {self.graph} raised {type(exc).__name__}: {exc}") from exc
+
+
+def import_target(target: str, folder: Path):
+    """Import a dotted module or a ``.py`` file; ``folder`` (the spec's) joins the import path.
+
+    A file inside packages (folders with ``__init__.py``) is imported by its dotted package path with
+    the outermost package's parent on ``sys.path``, as pytest does, so its relative imports work.
+    """
+    import sys
+
+    if target.endswith(".py"):
+        file = (folder / target).resolve()
+        if not file.is_file():
+            raise FileNotFoundError(f"no such file {file}")
+        root, parts = file.parent, [file.stem]
+        while (root / "__init__.py").exists():
+            parts.insert(0, root.name)
+            root = root.parent
+        folder, target = root, ".".join(parts)
+    if str(folder) not in sys.path:  # last, so a spec's folder never shadows an installed module
+        sys.path.append(str(folder))
+    return importlib.import_module(target)
 
 
 def load_spec(source: str | Path) -> WorkflowSpec:

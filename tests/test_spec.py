@@ -101,15 +101,39 @@ def test_guardrail_needs_exactly_one_bound(tmp_path):
 
 def test_graph_reference_must_be_module_colon_function(tmp_path):
     assert "graph" in error_of(tmp_path, {**GOOD, "graph": "tests/test_spec.py"})
+    assert "graph" in error_of(tmp_path, {**GOOD, "graph": "graph.py"})
 
 
 def test_graph_factory_import_error_and_raise(tmp_path):
     spec = load_spec(write(tmp_path, {**GOOD, "graph": "no_such_module_xyz:build"}))
-    with pytest.raises(SpecError, match="cannot import module 'no_such_module_xyz'"):
+    with pytest.raises(SpecError, match="cannot import 'no_such_module_xyz'"):
         spec.build_graph()
     spec = load_spec(write(tmp_path, GOOD))
     with pytest.raises(SpecError, match="graph factory tests.test_spec:build_toy raised ValueError: seven is not supported"):
         spec.build_graph({"rag": {"top_k": 7}})
+
+
+FACTORY = "def build(config):\n    return ('built', config)\n"
+
+
+def test_graph_module_beside_the_spec_imports_without_pythonpath(tmp_path):
+    (tmp_path / "my_flow_beside_spec.py").write_text(FACTORY)
+    spec = load_spec(write(tmp_path, {**GOOD, "graph": "my_flow_beside_spec:build"}))
+    assert spec.build_graph({"x": 1}) == ("built", {"x": 1})
+
+
+def test_graph_file_path_inside_a_package_keeps_relative_imports(tmp_path):
+    package = tmp_path / "gt_test_flows" / "spec_pkg_flow"
+    package.mkdir(parents=True)
+    (tmp_path / "gt_test_flows" / "__init__.py").write_text("")
+    (package / "__init__.py").write_text("")
+    (package / "helpers.py").write_text("LABEL = 'relative import works'\n")
+    (package / "graph.py").write_text("from .helpers import LABEL\n\ndef build(config):\n    return LABEL\n")
+    spec = load_spec(write(package, {**GOOD, "graph": "graph.py:build"}))
+    assert spec.build_graph() == "relative import works"
+    missing = load_spec(write(package, {**GOOD, "graph": "nope.py:build"}))
+    with pytest.raises(SpecError, match="cannot import 'nope.py'.*no such file"):
+        missing.build_graph()
 
 
 def test_missing_file_lists_bundled_workflows(tmp_path):
