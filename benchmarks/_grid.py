@@ -348,6 +348,7 @@ class _Run:
     """One ``TableRunner.run`` call in progress."""
 
     digest: str
+    config: dict
     variant: str | None
     config_version: int | None
     examples: list
@@ -387,11 +388,13 @@ class TableRunner:
     deterministic for a seed.
     """
 
-    def __init__(self, table: GridTable, *, seed: int, settle_s: float = 0.0, spec: WorkflowSpec | None = None):
+    def __init__(self, table: GridTable | None, *, seed: int, settle_s: float = 0.0, spec: WorkflowSpec | None = None,
+                 dataset: Dataset | None = None):
         self.table = table
         self.spec = spec or table.spec
+        self.dataset = dataset or table.dataset
         self.settle_s = settle_s
-        order = [e.id for e in table.dataset.examples]
+        order = [e.id for e in self.dataset.examples]
         random.Random(f"order:{seed}").shuffle(order)
         self.order = order
         self.served: dict[str, set[str]] = {}
@@ -423,16 +426,12 @@ class TableRunner:
         spec = self.spec
         config = spec.config if config is None else config
         digest = config_hash(config)
-        point = self.table.points.get(digest)
-        if point is None:
-            self.out_of_grid.append(config)
-            raise OutOfGrid(f"config {digest[:12]} is not a point of the benchmark grid")
-        table_dataset = self.table.dataset
+        table_dataset = self.dataset
         if dataset is not None and dataset.hash != table_dataset.hash:
             raise ValueError(f"dataset {dataset.name} ({dataset.hash[:12]}) is not the table's ({table_dataset.hash[:12]})")
         examples = (dataset or table_dataset).select(limit=limit)
         wanted = {e.id for e in examples}
-        by_id = {r.example_id: r for r in point.report.results}
+        by_id = self.results_of(config, digest)
         served = self.served.setdefault(digest, set())
         results: dict[str, ExampleResult] = {}
         for example in examples:
@@ -440,7 +439,7 @@ class TableRunner:
                 results[example.id] = by_id[example.id].model_copy(update={"cached": True})
                 if on_result:
                     on_result(results[example.id])
-        run = _Run(digest=digest, variant=variant, config_version=config_version, examples=examples, by_id=by_id,
+        run = _Run(digest=digest, config=config, variant=variant, config_version=config_version, examples=examples, by_id=by_id,
                    pending=[i for i in self.order if i in wanted and i not in served], results=results,
                    cached=len(results), baseline=baseline, check_every=check_every,
                    stop_on=stop_on or (spec.objective.metric, spec.objective.direction),
@@ -454,6 +453,17 @@ class TableRunner:
         if self._scheduler is None or self._scheduler.done():
             self._scheduler = asyncio.ensure_future(self._schedule())
         return await run.future
+
+    def results_of(self, config: dict, digest: str) -> dict[str, ExampleResult]:
+        """Every example's result for ``config``, by example id; a config off the grid fails loudly."""
+        point = self.table.points.get(digest)
+        if point is None:
+            self.out_of_grid.append(config)
+            raise OutOfGrid(f"config {digest[:12]} is not a point of the benchmark grid")
+        return {r.example_id: r for r in point.report.results}
+
+    def on_served(self, run: _Run, example_id: str, result: ExampleResult) -> None:
+        """Called for every example evaluation served fresh (a hook: the suite records its trajectory)."""
 
     async def _schedule(self) -> None:
         try:
@@ -476,6 +486,7 @@ class TableRunner:
                     self.fresh_by_config[run.digest] = self.fresh_by_config.get(run.digest, 0) + 1
                     run.fresh += 1
                     run.results[example_id] = result
+                    self.on_served(run, example_id, result)
                     if run.on_result:
                         run.on_result(result)
                 done = []
@@ -503,7 +514,7 @@ class TableRunner:
 
     def _finish(self, run: _Run) -> EvalReport:
         spec = self.spec
-        dataset = self.table.dataset
+        dataset = self.dataset
         ordered = [run.results[e.id] for e in run.examples if e.id in run.results]
         summary = {m: summarize([r.scores[m] for r in ordered if r.scores.get(m) is not None]) for m in spec.evals.metrics}
         self.log.append(EvalLogEntry(consumed=self.consumed, config_hash=run.digest, variant=run.variant,

@@ -59,18 +59,39 @@ class SuiteWorkflow:
     def direction(self) -> str:
         return self.spec.objective.direction or "maximize"
 
-    def result(self, config: dict, example: Example) -> ExampleResult:
-        """One example's result, exactly as ``EvalRunner`` would score the real graph's run (latency is
-        the simulated one); memoised per config and example."""
-        key = (config_hash(config), example.id)
+    def replayed(self, config: dict, example: Example, digest: str | None = None) -> tuple[Any, ExampleResult]:
+        """One example's run (``Replayed``) and its result, exactly as ``EvalRunner`` would score the real
+        graph's run (latency is the simulated one); memoised per config and example."""
+        key = (digest or config_hash(config), example.id)
         hit = self._memo.get(key)
         if hit is None:
-            hit = self._memo[key] = replay_result(self.spec, self.module, config, example)
+            replayed = self.module.replay(config, example)
+            hit = self._memo[key] = (replayed, score_replayed(self.spec, replayed, example))
         return hit
 
-    def report(self, config: dict, dataset: Dataset, examples: list[Example] | None = None) -> EvalReport:
+    def result(self, config: dict, example: Example, digest: str | None = None) -> ExampleResult:
+        return self.replayed(config, example, digest)[1]
+
+    def full_report(self, config: dict, dataset: Dataset) -> EvalReport:
+        """The config's report on every example of a split (memoised)."""
+        key = ("report", config_hash(config), dataset.hash)
+        if key not in self._memo:
+            self._memo[key] = self.report(config, dataset)
+        return self._memo[key]
+
+    def judge(self, config: dict, dataset: Dataset) -> tuple[float | None, bool]:
+        """The config's objective score on a split and whether it keeps every guardrail against the
+        shipped config there: what the landscape ranks."""
+        report = self.full_report(config, dataset)
+        return self.score(report), feasible(report, self.full_report(self.spec.config, dataset), self.spec.guardrails)
+
+    def report(self, config: dict, dataset: Dataset, examples: list[Example] | None = None, *, memo: bool = True) -> EvalReport:
+        """The config's report on ``examples`` (default: the whole split); ``memo=False`` keeps nothing
+        (the landscape scores thousands of configs once each)."""
         examples = dataset.examples if examples is None else examples
-        results = [self.result(config, e) for e in examples]
+        digest = config_hash(config)
+        results = ([self.result(config, e, digest) for e in examples] if memo
+                   else [score_replayed(self.spec, self.module.replay(config, e), e) for e in examples])
         summary = {m: summarize([r.scores[m] for r in results if r.scores.get(m) is not None]) for m in self.spec.evals.metrics}
         return EvalReport(workflow=self.spec.workflow, dataset=dataset.name, dataset_hash=dataset.hash,
                           config_hash=config_hash(config), results=results, summary=summary, examples_total=len(examples))
@@ -87,9 +108,12 @@ class SuiteWorkflow:
         return landscape(self, self.test)
 
 
-def load_workflow(name: str) -> SuiteWorkflow:
-    module = importlib.import_module(f"workflows.{name}")
-    spec = load_spec(WORKFLOWS_DIR / name / "graphtune.yaml")
+def load_workflow(name: str, directory: Path = WORKFLOWS_DIR) -> SuiteWorkflow:
+    """A suite workflow by name; ``directory`` (a package folder on ``sys.path``'s terms) holds it."""
+    from graphtune.spec import import_target
+
+    module = import_target(f"{directory.name}.{name}", directory.parent)
+    spec = load_spec(directory / name / "graphtune.yaml")
     names = [d.name for d in spec.evals.datasets]
     if names[:2] != ["dev", "test"]:
         raise ValueError(f"{spec.path}: evals.datasets must list dev then test, got {names}")
@@ -99,7 +123,11 @@ def load_workflow(name: str) -> SuiteWorkflow:
 
 
 def replay_result(spec: WorkflowSpec, module: Any, config: dict, example: Example) -> ExampleResult:
-    replayed = module.replay(config, example)
+    return score_replayed(spec, module.replay(config, example), example)
+
+
+def score_replayed(spec: WorkflowSpec, replayed: Any, example: Example) -> ExampleResult:
+    """The ``ExampleResult`` graphtune's runner would give the run, scored by its own evaluators."""
     answer = replayed.output.get(spec.evals.output.answer) if spec.evals.output.answer else None
     sources = replayed.output.get(spec.evals.output.sources) if spec.evals.output.sources else None
     usage = {replayed.model: {"input_tokens": replayed.input_tokens, "output_tokens": replayed.output_tokens}} if replayed.model else {}
@@ -176,7 +204,7 @@ def landscape(workflow: SuiteWorkflow, dataset: Dataset) -> Landscape:
     base_report = workflow.report(spec.config, dataset)
     points = []
     for config in _grid.grid_configs(spec):
-        report = base_report if config_hash(config) == config_hash(spec.config) else workflow.report(config, dataset)
+        report = workflow.report(config, dataset, memo=False)
         ok = feasible(report, base_report, spec.guardrails)
         points.append(Point(config=config, digest=config_hash(config), score=workflow.score(report), feasible=ok))
     return Landscape(direction=workflow.direction, points=points, baseline=points[0])
@@ -194,3 +222,97 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+# -- the replay against the real graph ----------------------------------------------------------------
+
+
+async def graph_run(spec: WorkflowSpec, config: dict, example: Example) -> dict:
+    """Run the real graph on one example: what the replay must equal (simulated time scaled by the
+    caller's ``SIM_TIME_SCALE``)."""
+    from langchain_core.callbacks import UsageMetadataCallbackHandler
+
+    from graphtune.evals.runner import read_output
+
+    usage = UsageMetadataCallbackHandler()
+    graph = spec.build_graph(config)
+    nodes: list[str] = []
+    final: dict = {}
+    error = None
+    try:
+        async for mode, chunk in graph.astream(dict(example.inputs), {"callbacks": [usage]}, stream_mode=["updates", "values"]):
+            if mode == "updates":
+                nodes += [name for name in chunk if not name.startswith("__")]
+            else:
+                final = chunk
+    except Exception as exc:  # as the eval runner reports it
+        error = f"{type(exc).__name__}: {exc}"
+    tokens = {m: (u.get("input_tokens", 0), u.get("output_tokens", 0)) for m, u in usage.usage_metadata.items()}
+    out = spec.evals.output
+    return {"nodes": nodes, "error": error, "sim_ms": None if error else final.get("sim_ms"), "tokens": tokens,
+            "answer": read_output(final, out.answer) if not error else None,
+            "sources": read_output(final, out.sources) if not error and out.sources else None}
+
+
+def replay_view(spec: WorkflowSpec, replayed: Any) -> dict:
+    """The replay in ``graph_run``'s terms."""
+    out = spec.evals.output
+    tokens = {replayed.model: (replayed.input_tokens, replayed.output_tokens)} if replayed.model else {}
+    ok = [s.node for s in replayed.steps if not s.error]
+    return {"nodes": ok, "error": replayed.error, "sim_ms": None if replayed.error else replayed.latency_ms,
+            "tokens": {m: t for m, t in tokens.items() if t != (0, 0)},
+            "answer": None if replayed.error else replayed.output.get(out.answer),
+            "sources": None if replayed.error or not out.sources else replayed.output.get(out.sources)}
+
+
+async def mismatches(workflow: SuiteWorkflow, configs: list[dict], examples: list[Example]) -> list[str]:
+    """Every difference between the replay and the real graph over ``configs`` x ``examples``:
+    node sequence (as a multiset; parallel branches finish in any order), error, simulated time,
+    tokens per model and the fields the evaluators read."""
+    found = []
+    for config in configs:
+        for example in examples:
+            real = await graph_run(workflow.spec, config, example)
+            real["tokens"] = {m: t for m, t in real["tokens"].items() if t != (0, 0)}
+            replay = replay_view(workflow.spec, workflow.module.replay(config, example))
+            for key in ("error", "tokens", "answer", "sources"):
+                if real[key] != replay[key]:
+                    found.append(f"{config_hash(config)[:8]} {example.id} {key}: graph {real[key]!r} != replay {replay[key]!r}")
+            if sorted(real["nodes"]) != sorted(replay["nodes"]):
+                found.append(f"{config_hash(config)[:8]} {example.id} nodes: graph {real['nodes']} != replay {replay['nodes']}")
+            if real["sim_ms"] is not None or replay["sim_ms"] is not None:
+                if real["sim_ms"] is None or replay["sim_ms"] is None or abs(real["sim_ms"] - replay["sim_ms"]) > 1e-6 * max(1.0, abs(replay["sim_ms"])):
+                    found.append(f"{config_hash(config)[:8]} {example.id} sim_ms: graph {real['sim_ms']!r} != replay {replay['sim_ms']!r}")
+    return found
+
+
+async def runner_mismatches(workflow: SuiteWorkflow, configs: list[dict], examples: list[Example]) -> list[str]:
+    """Every per-example score where graphtune's real ``EvalRunner`` and the replay disagree (latency
+    aside: the runner measures wall time, the replay reports simulated time)."""
+    from graphtune.evals.runner import EvalRunner
+
+    subset = workflow.dev.model_copy(update={"examples": examples})
+    found = []
+    for config in configs:
+        report = await EvalRunner(workflow.spec).run(config, dataset=subset)
+        for result in report.results:
+            example = next(e for e in examples if e.id == result.example_id)
+            expected = workflow.result(config, example)
+            for metric, value in result.scores.items():
+                if metric == "latency_ms":
+                    continue
+                want = expected.scores.get(metric)
+                if (value is None) != (want is None) or (value is not None and abs(value - want) > 1e-9):
+                    found.append(f"{config_hash(config)[:8]} {example.id} {metric}: runner {value!r} != replay {want!r}")
+    return found
+
+
+def sample_configs(workflow: SuiteWorkflow, count: int = 3, seed: int = 0, *, best: bool = True) -> list[dict]:
+    """The shipped config, the best grid config on dev (scoring the whole grid), and grid configs drawn at random."""
+    import random
+
+    import _grid
+
+    grid = _grid.grid_configs(workflow.spec)
+    picks = [workflow.spec.config] + ([workflow.landscape_dev.best.config] if best else [])
+    return picks + random.Random(seed).sample(grid, min(len(grid), max(0, count - len(picks))))
