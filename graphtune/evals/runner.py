@@ -342,10 +342,20 @@ class EvalRunner:
             started = time.perf_counter()
             error = None
             state: Any = None
+            run = _detached(graph.ainvoke(dict(example.inputs), run_config))
             try:
-                state = await asyncio.wait_for(_detached(graph.ainvoke(dict(example.inputs), run_config)), spec.evals.timeout_s)
-            except asyncio.TimeoutError:
-                error = f"TimeoutError: no result within {spec.evals.timeout_s:g} s"
+                # asyncio.wait, not wait_for: a TimeoutError the workflow raises itself is its own error,
+                # never "no result within"
+                await asyncio.wait({run}, timeout=spec.evals.timeout_s)
+                if not run.done():
+                    run.cancel()
+                    await asyncio.gather(run, return_exceptions=True)
+                    error = f"TimeoutError: no result within {spec.evals.timeout_s:g} s (evals.timeout_s)"
+                else:
+                    state = run.result()
+            except asyncio.CancelledError:
+                run.cancel()
+                raise
             except Exception as exc:  # a failing example is a result, not the end of the run
                 error = f"{type(exc).__name__}: {exc}"
             latency_ms = (time.perf_counter() - started) * 1000

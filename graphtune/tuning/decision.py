@@ -348,6 +348,7 @@ class Decision(BaseModel):
     exhausted: list[str] = Field(default_factory=list)
     skipped: list[str] = Field(default_factory=list, description="Candidates without an eval report")
     spent: Spent = Field(default_factory=Spent)
+    ended_by: str = Field("", description="The rule that ended the search: target, ceiling, budget, patience, or '' while it goes on")
 
     def comparison(self, candidate_id: str) -> Comparison | None:
         return next((c for c in self.comparisons if c.candidate_id == candidate_id), None)
@@ -360,8 +361,9 @@ def _describe(best: Comparison) -> str:
             f"{format_number(row.delta, signed=True)}; {strength})")
 
 
-# The search stops early once the best has not improved for PATIENCE_ROUNDS rounds in a row that
-# together tried at least PATIENCE_CANDIDATES candidates (small batches get as many tries as big ones).
+# Without a budget from the person, the search stops early once the best has not improved for
+# PATIENCE_ROUNDS rounds in a row that together tried at least PATIENCE_CANDIDATES candidates (small
+# batches get as many tries as big ones). A budget the person gave is spent in full.
 PATIENCE_ROUNDS = 2
 PATIENCE_CANDIDATES = 8
 
@@ -428,19 +430,25 @@ def decide(state: dict, now: float | None = None) -> Decision:
     tried_in_vain = sum(1 for c in comparisons if round_of[c.candidate_id] > round_ - stale)
 
     best_text = _describe(best) if best else None
+    patient = bool(request.budget.given) or round_ <= 1 or stale < PATIENCE_ROUNDS or tried_in_vain < PATIENCE_CANDIDATES
+    ended_by = ""
     if best and best.improves and best.meets_target:
-        next_step, reason = "approve", f"target met: {best_text}"
-    elif not exhausted and (round_ <= 1 or stale < PATIENCE_ROUNDS or tried_in_vain < PATIENCE_CANDIDATES):
+        next_step, reason, ended_by = "approve", f"target met: {best_text}", "target"
+    elif best and at_ceiling(best, goal):
+        next_step, reason, ended_by = "approve", f"{goal.metric} is at its best possible value: {best_text}", "ceiling"
+    elif not exhausted and patient:
         progress = f"round {round_} raised the best {goal.metric}" if improved else f"round {round_} done"
         reason = f"{progress}; best so far {best_text or 'none: no feasible candidate beats the baseline yet'}; the budget allows another round"
         next_step = "propose"
     else:
         if exhausted:
-            why = f"budget exhausted ({'; '.join(exhausted)})"
+            why, ended_by = f"budget exhausted ({'; '.join(exhausted)})", "budget"
         else:
             rounds = f"rounds {round_ - stale + 1}-{round_} did" if stale > 1 else f"round {round_} did"
             why = (f"{rounds} not improve on the best {goal.metric} so far "
-                   f"({format_number(reference, signed=True)} vs the baseline)")
+                   f"({format_number(reference, signed=True)} vs the baseline; no budget was given, so patience "
+                   f"ends the search)")
+            ended_by = "patience"
         if best:
             next_step, reason = "approve", f"{why}: best candidate so far is {best_text}"
         else:
@@ -453,5 +461,17 @@ def decide(state: dict, now: float | None = None) -> Decision:
         round=round_, goal=goal.describe(), baseline_value=objective_value(base_report, goal),
         best_candidate_id=best.candidate_id if best else None, confident=bool(best and best.improves),
         comparisons=comparisons, pareto=pareto_front(comparisons, goal, baseline_self), next=next_step,
-        reason=reason, exhausted=exhausted, skipped=skipped, spent=spent,
+        reason=reason, exhausted=exhausted, skipped=skipped, spent=spent, ended_by=ended_by,
     )
+
+
+def at_ceiling(best: Comparison, goal: TuningGoal) -> bool:
+    """The goal cannot get better: a share-of-examples quality metric at 1, or an error rate at 0."""
+    from graphtune.spec import HIGHER_IS_BETTER
+
+    value = best.goal.candidate
+    if value is None or goal.statistic != "mean":
+        return False
+    if goal.direction == "maximize" and goal.metric in HIGHER_IS_BETTER and goal.metric != "judge":
+        return value >= 1.0 - 1e-9
+    return goal.direction == "minimize" and goal.metric == "error" and value <= 1e-9

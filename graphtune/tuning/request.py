@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from graphtune.spec import Guardrail, Objective, WorkflowSpec
 
@@ -25,6 +25,14 @@ class Budget(BaseModel):
     tokens: int | None = Field(None, ge=1, description="Tokens spent by evals and by the controller's own model calls")
     cost_usd: float | None = Field(None, gt=0, description="USD spent by evals and the controller's model, by the spec's pricing")
     wall_time_s: float | None = Field(900.0, gt=0, description="Seconds from intake to the approval report")
+    given: list[str] = Field(default_factory=list, description="The limits the person set; the rest are defaults")
+
+    @model_validator(mode="after")
+    def _record_given(self):
+        """Remember which limits were set, once: a stored request keeps its own list."""
+        if "given" not in self.model_fields_set:
+            self.given = sorted(f for f in self.model_fields_set if getattr(self, f) is not None)
+        return self
 
 
 class TuningGoal(BaseModel):

@@ -33,7 +33,7 @@ from graphtune.tuning.request import Budget, Statistic, TuningGoal, TuningReques
 QUALITY_METRICS = ("exact", "contains", "token_f1", "judge")
 DEFAULT_MARGIN = 0.02  # "without losing accuracy": at most two points below the baseline
 DEFAULT_MAX_RATIO = 1.05  # "without getting slower / more expensive": noise allowance over the baseline
-BUDGET_FIELDS = tuple(Budget.model_fields)
+BUDGET_FIELDS = tuple(f for f in Budget.model_fields if f != "given")
 
 
 class RequestError(ValueError):

@@ -94,7 +94,13 @@ def test_timeout_is_an_error_result(toy_spec, tmp_path):
                                            {"id": "ok", "inputs": {"question": "two plus two"}, "expected": {"answer": "4"}}])
     report = run(EvalRunner(toy_spec), toy_spec.config)
     by_id = {r.example_id: r for r in report.results}
-    assert by_id["h"].error.startswith("TimeoutError") and by_id["ok"].error is None
+    assert by_id["h"].error.startswith("TimeoutError: no result within") and by_id["ok"].error is None
+
+
+def test_a_timeout_the_workflow_raises_is_reported_as_itself(toy_spec, tmp_path):
+    write_dataset(tmp_path / "toy.jsonl", [{"id": "t", "inputs": {"question": "slow tool"}, "expected": {"answer": "x"}}])
+    report = run(EvalRunner(toy_spec), toy_spec.config)
+    assert report.results[0].error == "TimeoutError: the order service did not answer within 0.2 s"
 
 
 def test_concurrency_is_bounded(toy_spec, tmp_path):

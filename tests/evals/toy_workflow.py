@@ -25,6 +25,8 @@ def build_graph(config: dict):
         CALLS.append(question)
         if question == "boom":
             raise RuntimeError("the answer service exploded")
+        if question == "slow tool":
+            raise TimeoutError("the order service did not answer within 0.2 s")
         if question == "hang":
             await asyncio.sleep(30)
         await asyncio.sleep(config["answer"]["delay_s"])

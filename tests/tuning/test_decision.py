@@ -328,7 +328,7 @@ def test_rounds_limit_stops_the_search():
 def test_a_round_that_improves_continues_and_two_that_do_not_stop():
     base = baseline_scores()
     first = ("c1", 1, variant(base, gain=0.2))
-    budget = Budget(rounds=9, candidates=40)
+    budget = Budget(rounds=9, candidates=40, given=[])  # limits the person did not set: patience applies
     better = decide(make_state([first, ("c2", 2, variant(base, gain=0.45, seed=2))], base=base, round_=2, budget=budget), now=NOW)
     assert better.next == "propose" and better.best_candidate_id == "c2"
 
@@ -339,12 +339,23 @@ def test_a_round_that_improves_continues_and_two_that_do_not_stop():
     assert once.next == "propose" and once.best_candidate_id == "c1"  # one flat round: patience
     twice = decide(make_state([first, *flat(2, 2), *flat(3, 6)], base=base, round_=3, budget=budget), now=NOW)
     assert twice.next == "approve" and twice.best_candidate_id == "c1"
-    assert twice.reason.startswith("rounds 2-3 did not improve")
+    assert twice.reason.startswith("rounds 2-3 did not improve") and twice.ended_by == "patience"
+    asked = Budget(rounds=9, candidates=40)  # "try 40 candidates": spent in full
+    assert asked.given == ["candidates", "rounds"]
+    kept_on = decide(make_state([first, *flat(2, 2), *flat(3, 6)], base=base, round_=3, budget=asked), now=NOW)
+    assert kept_on.next == "propose" and kept_on.ended_by == ""
+
+
+def test_a_perfect_score_ends_the_search():
+    base = baseline_scores()
+    perfect = {**variant(base, gain=1.0), "contains": [1.0] * len(base["contains"])}
+    decision = decide(make_state([("c1", 1, perfect)], base=base, round_=1, budget=Budget(rounds=9, candidates=40)), now=NOW)
+    assert decision.next == "approve" and decision.ended_by == "ceiling" and decision.best_candidate_id == "c1"
 
 
 def test_small_batches_get_as_many_tries_before_the_search_gives_up():
     base = baseline_scores()
-    budget = Budget(rounds=9, candidates=40)
+    budget = Budget(rounds=9, candidates=40, given=[])
     rounds = [(f"c{r}", r, variant(base, gain=0.05, loss=0.05, seed=r)) for r in range(1, 4)]
     decision = decide(make_state(rounds, base=base, round_=3, budget=budget), now=NOW)
     assert decision.next == "propose"  # three flat rounds of one candidate: 3 tries < 8
