@@ -190,6 +190,18 @@ def guardrail_checks(candidate: EvalReport, baseline: EvalReport, guardrails: li
     return [guardrail_check(candidate, baseline, g) for g in guardrails]
 
 
+def violation(checks: list[GuardrailCheck]) -> float:
+    """How far a config breaks its guardrails: the sum, over broken ones, of the distance past the
+    limit relative to the limit (0 when every guardrail holds). Ranks infeasible configs, so a search
+    can move toward feasibility instead of treating every broken config as equally bad."""
+    total = 0.0
+    for check in checks:
+        if check.passed is not False or check.limit is None or check.candidate is None:
+            continue
+        total += max(abs(check.candidate - check.limit) / max(abs(check.limit), 1e-9), 1e-6)
+    return total
+
+
 def feasible(candidate: EvalReport, baseline: EvalReport, guardrails: list[Guardrail]) -> bool:
     """Every measurable guardrail holds and the run was not stopped early (a stopped run is incomplete
     evidence that it was already losing)."""

@@ -58,6 +58,7 @@ from graphtune.tuning.space import BoolDomain, ChoiceDomain, FloatDomain, IntDom
 _log = logging.getLogger(__name__)
 
 _ASKS_PER_CANDIDATE = 10
+_FEW_STEPS = 12  # a numeric range with at most this many steps is moved step by step
 _MIN_ASKS = 30
 
 
@@ -67,6 +68,7 @@ class Observation(BaseModel):
     config: dict = Field(description="The full evaluated config")
     score: float = Field(description="The objective value measured for it (mean of the objective metric)")
     feasible: bool = Field(True, description="False when it broke a guardrail: the search treats it as bad")
+    violation: float = Field(0.0, ge=0, description="How far past their limits its guardrails are (0: none broken)")
 
 
 @dataclass(frozen=True)
@@ -179,19 +181,30 @@ class SearchProposer:
         """Neighbours of the best feasible config so far: one or two tunables moved (see the module docstring)."""
         good = [o for o in history if o.feasible and math.isfinite(o.score) and isinstance(o.config, dict)]
         sign = 1.0 if self.direction == "maximize" else -1.0
-        best = max(good, key=lambda o: sign * o.score).config if good else base_config
+        broken = [o for o in history if not o.feasible and o.violation > 0 and isinstance(o.config, dict)]
+        if good:
+            best, lost = max(good, key=lambda o: sign * o.score).config, False
+        elif broken:  # nothing feasible yet: start from the config that breaks its guardrails least
+            best, lost = min(broken, key=lambda o: o.violation).config, True
+        else:
+            best, lost = base_config, False
         weights = [max(focus.get(p.path, 1.0), 0.0) or 0.01 for p in self.params]
         from_baseline = best is base_config or _config_key(best, self.params) == _config_key(base_config, self.params)
         where = "the baseline" if from_baseline else "the best config so far"
+        if lost:
+            where += " (every result so far breaks a guardrail: moving several tunables far, toward feasibility)"
         candidates: list[Candidate] = []
         for _ in range(max(_MIN_ASKS, _ASKS_PER_CANDIDATE * n) * 2):
             if len(candidates) == n:
                 break
-            count = 1 if rng.random() < 0.6 or len(self.params) == 1 else 2
+            if lost:  # around an infeasible point, one small step rarely crosses back into feasibility
+                count = min(len(self.params), rng.choice([2, 3, 4]))
+            else:
+                count = 1 if rng.random() < 0.6 or len(self.params) == 1 else 2
             moved = _weighted_sample(self.params, weights, count, rng)
             config = best
             for param in moved:
-                config = set_path(config, param.path, _nearby(param, get_path(config, param.path, None), rng))
+                config = set_path(config, param.path, _nearby(param, get_path(config, param.path, None), rng, far=lost))
             config = self._repair(config, rng)
             if config is None or _config_key(config, self.params) in seen:
                 continue
@@ -225,10 +238,12 @@ class SearchProposer:
                 skipped += 1
                 continue
             good = observation.feasible and math.isfinite(observation.score)
+            # broken configs rank below every feasible one, and among themselves by how far they break
+            graded = penalty + worse * (1.0 + max(finite) - min(finite)) * observation.violation
             try:
                 study.add_trial(optuna.trial.create_trial(
                     params=params, distributions=self._distributions,
-                    value=observation.score if good else penalty,
+                    value=observation.score if good else graded,
                 ))
             except ValueError as error:  # Optuna's own range check disagrees with ours: skip, don't fail
                 _log.debug("search: skipped an observation: %s", error)
@@ -323,8 +338,14 @@ def _weighted_sample(params: list[_Param], weights: list[float], count: int, rng
     return chosen
 
 
-def _nearby(param: _Param, value: Any, rng: random.Random) -> Any:
-    """A different value near ``value``: a flip, another choice, or a few steps (sometimes a jump) away."""
+def _nearby(param: _Param, value: Any, rng: random.Random, *, far: bool = False) -> Any:
+    """A different value near ``value``: a flip, another choice, or a move scaled to the range.
+
+    Numeric moves are relative to the domain, not to its step, so one candidate can cross most of a
+    wide range: a linear range moves by 10-50% of its width, a log range by a factor of 2-8; with
+    ``far`` (nothing feasible yet) by 25-75% or a factor of 4-16. A short range (a dozen steps or
+    fewer) moves 1-3 steps. Sometimes it jumps anywhere.
+    """
     domain = param.domain
     if isinstance(domain, BoolDomain):
         return not bool(value)
@@ -333,15 +354,25 @@ def _nearby(param: _Param, value: Any, rng: random.Random) -> Any:
         return rng.choice(others) if others else value
     low, high = domain.low, domain.high
     current = value if isinstance(value, (int, float)) and not isinstance(value, bool) else (low + high) / 2
-    if rng.random() < 0.3:
+    direction = rng.choice([-1.0, 1.0])
+    if rng.random() < 0.25:
         raw = rng.uniform(low, high) if not domain.log else math.exp(rng.uniform(math.log(low), math.log(high)))
     elif domain.log:
-        raw = current * rng.choice([0.25, 0.5, 2.0, 4.0])
+        factor = rng.choice([4.0, 8.0, 16.0] if far else [2.0, 4.0, 8.0])
+        raw = max(current, low) * factor ** direction
     else:
-        step = domain.step or (1 if isinstance(domain, IntDomain) else (high - low) / 10)
-        raw = current + rng.choice([-3, -2, -1, 1, 2, 3]) * step
+        unit = domain.step or (1 if isinstance(domain, IntDomain) else 0.0)
+        if unit and (high - low) / unit <= _FEW_STEPS:  # a short range: a few of its steps
+            raw = current + direction * rng.choice([1, 2, 3]) * unit
+        else:
+            share = rng.choice([0.25, 0.5, 0.75] if far else [0.1, 0.25, 0.5])
+            raw = current + direction * max(share * (high - low), unit)
     raw = min(max(raw, low), high)
-    return param.from_optuna(round(raw) if isinstance(domain, IntDomain) else raw)
+    moved = param.from_optuna(round(raw) if isinstance(domain, IntDomain) else raw)
+    if _same(moved, value):  # clamped at a bound: go the other way
+        raw = min(max(current - direction * max(abs(raw - current), (domain.step or 1)), low), high)
+        moved = param.from_optuna(round(raw) if isinstance(domain, IntDomain) else raw)
+    return moved
 
 
 _GENERIC_TOKENS = {"the", "and", "with", "node", "nodes", "agent", "enabled", "run"}

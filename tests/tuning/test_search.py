@@ -229,3 +229,56 @@ def test_optuna_logging_is_quiet_while_proposing_and_restored_after():
 def test_direction_is_checked():
     with pytest.raises(ValueError, match="maximize"):
         SearchProposer(TOY, direction="up")
+
+
+def test_moves_are_scaled_to_the_range_not_to_the_step():
+    import random
+
+    from graphtune.tuning.search import _nearby
+
+    space = SearchSpace.model_validate({"tunables": {
+        "timeout_ms": {"type": "int", "low": 20, "high": 2000, "log": True},
+        "chunk": {"type": "int", "low": 20, "high": 500},
+        "few": {"type": "int", "low": 0, "high": 5}}})
+    params = {p.path: p for p in SearchProposer(space, direction="maximize").params}
+    rng = random.Random(0)
+    logs = [_nearby(params["timeout_ms"], 40, rng) for _ in range(200)]
+    assert all(v != 40 for v in logs) and sum(v >= 80 or v <= 20 for v in logs) >= 0.8 * len(logs)  # else a jump
+    linear = [_nearby(params["chunk"], 40, rng) for _ in range(200)]
+    assert sum(abs(v - 40) >= 0.1 * 480 for v in linear) >= 0.8 * len(linear)  # not 40 -> 41
+    far = [_nearby(params["chunk"], 40, rng, far=True) for _ in range(200)]
+    assert sum(abs(v - 40) >= 0.25 * 480 for v in far) >= 0.7 * len(far)
+    assert {_nearby(params["few"], 0, rng) for _ in range(100)} <= {1, 2, 3, 4, 5}
+
+
+def test_with_nothing_feasible_the_local_start_leaves_from_the_least_broken_config():
+    space = SearchSpace.model_validate({"tunables": {
+        "timeout_ms": {"type": "int", "low": 20, "high": 2000, "log": True},
+        "retries": {"type": "int", "low": 0, "high": 3},
+        "model": {"type": "choice", "values": ["small", "large"]},
+        "cache": {"type": "bool"}}})
+    base = {"timeout_ms": 40, "retries": 0, "model": "small", "cache": False}
+    less_broken = {"timeout_ms": 400, "retries": 1, "model": "small", "cache": False}
+    history = [Observation(config=base, score=0.1, feasible=False, violation=13.0),
+               Observation(config=less_broken, score=0.5, feasible=False, violation=2.0)]
+    proposer = SearchProposer(space, direction="maximize", seed=1, n_startup_trials=10)
+    candidates = proposer.propose(base, history, 6)
+    assert len(candidates) == 6
+    assert all("toward feasibility" in c.rationale for c in candidates)
+    configs = [apply_mutations(base, c.mutations) for c in candidates]
+    assert all(sum(c[k] != less_broken[k] for k in c) >= 2 for c in configs)  # several tunables at once
+    assert sum(c["timeout_ms"] != base["timeout_ms"] for c in configs) >= 3
+
+
+def test_broken_configs_warm_start_tpe_in_order_of_how_far_they_break():
+    import optuna
+
+    space = SearchSpace.model_validate({"tunables": {"t": {"type": "int", "low": 1, "high": 100}}})
+    proposer = SearchProposer(space, direction="maximize", n_startup_trials=1)
+    history = [Observation(config={"t": 10}, score=0.9, feasible=False, violation=5.0),
+               Observation(config={"t": 50}, score=0.1, feasible=False, violation=0.5),
+               Observation(config={"t": 90}, score=0.3, feasible=True)]
+    study = optuna.create_study(direction="maximize")
+    proposer._warm_start(study, history)
+    values = {t.params["t"]: t.value for t in study.trials}
+    assert values[90] > values[50] > values[10]
