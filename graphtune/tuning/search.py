@@ -357,22 +357,30 @@ def _nearby(param: _Param, value: Any, rng: random.Random, *, far: bool = False)
     direction = rng.choice([-1.0, 1.0])
     if rng.random() < 0.25:
         raw = rng.uniform(low, high) if not domain.log else math.exp(rng.uniform(math.log(low), math.log(high)))
-    elif domain.log:
-        factor = rng.choice([4.0, 8.0, 16.0] if far else [2.0, 4.0, 8.0])
-        raw = max(current, low) * factor ** direction
     else:
-        unit = domain.step or (1 if isinstance(domain, IntDomain) else 0.0)
-        if unit and (high - low) / unit <= _FEW_STEPS:  # a short range: a few of its steps
-            raw = current + direction * rng.choice([1, 2, 3]) * unit
-        else:
-            share = rng.choice([0.25, 0.5, 0.75] if far else [0.1, 0.25, 0.5])
-            raw = current + direction * max(share * (high - low), unit)
+        raw = _step_from(domain, current, direction, rng, far)
+        if abs(min(max(raw, low), high) - current) < 0.5 * abs(raw - current):  # mostly past a bound: go the other way
+            raw = _step_from(domain, current, -direction, rng, far)
     raw = min(max(raw, low), high)
     moved = param.from_optuna(round(raw) if isinstance(domain, IntDomain) else raw)
-    if _same(moved, value):  # clamped at a bound: go the other way
-        raw = min(max(current - direction * max(abs(raw - current), (domain.step or 1)), low), high)
+    if _same(moved, value):  # a jump back to the same value: one step, inward
+        unit = domain.step or (1 if isinstance(domain, IntDomain) else (high - low) / 10)
+        raw = current + unit if current + unit <= high else current - unit
         moved = param.from_optuna(round(raw) if isinstance(domain, IntDomain) else raw)
     return moved
+
+
+def _step_from(domain: FloatDomain | IntDomain, current: float, direction: float, rng: random.Random, far: bool) -> float:
+    """One move of ``_nearby`` in ``direction``, before clamping to the domain."""
+    low, high = domain.low, domain.high
+    if domain.log:
+        factor = rng.choice([4.0, 8.0, 16.0] if far else [2.0, 4.0, 8.0])
+        return max(current, low) * factor ** direction
+    unit = domain.step or (1 if isinstance(domain, IntDomain) else 0.0)
+    if unit and (high - low) / unit <= _FEW_STEPS:  # a short range: a few of its steps
+        return current + direction * rng.choice([1, 2, 3]) * unit
+    share = rng.choice([0.25, 0.5, 0.75] if far else [0.1, 0.25, 0.5])
+    return current + direction * max(share * (high - low), unit)
 
 
 _GENERIC_TOKENS = {"the", "and", "with", "node", "nodes", "agent", "enabled", "run"}

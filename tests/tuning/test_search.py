@@ -183,8 +183,8 @@ def test_repair_keeps_a_constrained_path_the_search_may_not_change():
                         {"type": "at_most_one", "paths": ["d", "e"]}],
     })
     base = {"a": True, "b": False, "c": False, "d": True, "e": False, "x": 0}
-    candidates = SearchProposer(space, direction="maximize", seed=5).propose(base, [], 8)
-    assert len(candidates) == 8
+    candidates = SearchProposer(space, direction="maximize", seed=5).propose(base, [], 6)
+    assert len(candidates) == 6
     for candidate in candidates:
         assert check_candidate(space, base, candidate, model_available=False) == []
         assert {m.path for m in candidate.mutations} <= {"d", "e", "x"}
