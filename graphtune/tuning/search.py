@@ -29,7 +29,9 @@ Choices about Optuna:
   at once and tells little. Instead the start phase proposes neighbours of the best feasible config
   so far (the baseline at first): one or two tunables moved a few steps, flipped or re-chosen. The
   tunables to move are drawn with ``focus`` weights, so the ones that name a production hot spot
-  (``focus_from_hot_spots``) are tried first. Every result still warm-starts TPE afterwards.
+  (``focus_from_hot_spots``) are tried first, divided by how often each was moved already (in
+  earlier results and in this batch), so a batch covers different tunables. Every result still
+  warm-starts TPE afterwards.
 """
 
 from __future__ import annotations
@@ -194,6 +196,8 @@ class SearchProposer:
         if lost:
             where += " (every result so far breaks a guardrail: moving several tunables far, toward feasibility)"
         candidates: list[Candidate] = []
+        # configs moved from ``best`` already: a tunable moved before is drawn less, so a batch covers more of them
+        batch = [o.config for o in history if isinstance(o.config, dict)]
         for _ in range(max(_MIN_ASKS, _ASKS_PER_CANDIDATE * n) * 2):
             if len(candidates) == n:
                 break
@@ -201,7 +205,9 @@ class SearchProposer:
                 count = min(len(self.params), rng.choice([2, 3, 4]))
             else:
                 count = 1 if rng.random() < 0.6 or len(self.params) == 1 else 2
-            moved = _weighted_sample(self.params, weights, count, rng)
+            tried = [1 + sum(1 for c in batch if not _same(get_path(c, p.path, None), get_path(best, p.path, None)))
+                     for p in self.params]
+            moved = _weighted_sample(self.params, [w / t ** 3 for w, t in zip(weights, tried)], count, rng)
             config = best
             for param in moved:
                 config = set_path(config, param.path, _nearby(param, get_path(config, param.path, None), rng, far=lost))
@@ -214,6 +220,7 @@ class SearchProposer:
             if candidate is None:
                 continue
             seen.add(_config_key(config, self.params))
+            batch.append(config)
             candidates.append(candidate)
         return candidates
 

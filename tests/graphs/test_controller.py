@@ -27,7 +27,7 @@ def db(tmp_path, monkeypatch):
 
 
 def controller(db, **kw) -> LocalController:
-    return LocalController(context=ControllerContext(database_url=db, traces_url=db, batch_size=2, seed=3, **kw))
+    return LocalController(context=ControllerContext(database_url=db, traces_url=db, batch_size=2, seed=2, **kw))
 
 
 def start(db, spec, text=REQUEST, **kw):
