@@ -101,11 +101,23 @@ class SuiteWorkflow:
 
     @cached_property
     def landscape_dev(self) -> Landscape:
-        return landscape(self, self.dev)
+        return cached_landscape(self, self.dev)
 
     @cached_property
     def landscape_test(self) -> Landscape:
-        return landscape(self, self.test)
+        return cached_landscape(self, self.test)
+
+    def fingerprint(self, dataset: Dataset) -> str:
+        """What a landscape depends on: the spec, the split, the workflow's code, the evaluators."""
+        import hashlib
+
+        from graphtune.evals.evaluators import EVALUATOR_VERSION
+
+        digest = hashlib.sha256(f"{dataset.hash}|{EVALUATOR_VERSION}".encode())
+        folder = Path(self.spec.path).parent
+        for path in sorted([*folder.glob("*.py"), folder / "graphtune.yaml", WORKFLOWS_DIR / "_sim.py"]):
+            digest.update(path.read_bytes())
+        return digest.hexdigest()[:16]
 
 
 def load_workflow(name: str, directory: Path = WORKFLOWS_DIR) -> SuiteWorkflow:
@@ -195,6 +207,27 @@ class Landscape:
 
 def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 4)
+
+
+LANDSCAPE_CACHE = Path(".graphtune/bench/landscapes")
+
+
+def cached_landscape(workflow: SuiteWorkflow, dataset: Dataset) -> Landscape:
+    """The landscape, read from ``.graphtune/bench/landscapes/`` when nothing it depends on changed."""
+    import json
+
+    path = LANDSCAPE_CACHE / f"{workflow.name}-{dataset.name}-{workflow.fingerprint(dataset)}.json"
+    if path.exists():
+        import _grid
+
+        rows = json.loads(path.read_text())
+        configs = {config_hash(c): c for c in _grid.grid_configs(workflow.spec)}
+        points = [Point(config=configs[d], digest=d, score=score, feasible=ok) for d, score, ok in rows]
+        return Landscape(direction=workflow.direction, points=points, baseline=points[0])
+    land = landscape(workflow, dataset)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps([[p.digest, p.score, p.feasible] for p in land.points]))
+    return land
 
 
 def landscape(workflow: SuiteWorkflow, dataset: Dataset) -> Landscape:

@@ -21,12 +21,13 @@ ROWS = 10
 
 
 @pytest.fixture(autouse=True)
-def no_waiting(monkeypatch):
+def no_waiting(monkeypatch, tmp_path):
+    monkeypatch.setattr(_replay, "LANDSCAPE_CACHE", tmp_path / "landscapes")
     monkeypatch.setenv("SIM_TIME_SCALE", "0")
     monkeypatch.delenv("GRAPHTUNE_MODEL", raising=False)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def toy():
     return _replay.load_workflow("toy", TOY_DIR)
 
@@ -74,6 +75,8 @@ def test_toy_replay_equals_graph_and_a_drifted_replay_is_caught(toy, monkeypatch
 
 def test_landscape_of_the_toy(toy):
     dev = toy.landscape_dev.summary()
+    again = _replay.load_workflow("toy", TOY_DIR).landscape_dev  # read back from the cache
+    assert again.summary() == dev and len(list(_replay.LANDSCAPE_CACHE.glob("toy-dev-*.json"))) == 1
     assert dev["grid_size"] == 36 and dev["default_feasible"] is False and dev["default_score"] == 0.0
     assert dev["best_score"] == 1.0 and 0 < dev["reach_95pct_share"] < 0.1
 
