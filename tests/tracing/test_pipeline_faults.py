@@ -132,7 +132,10 @@ def test_store_outage_spills_then_replays_every_event_exactly_once(tmp_path):
         assert set(counts.values()) == {1}
         assert spill_files(spill_dir) == []
         stats = rec.stats()
-        assert stats["replayed"] == 5 * PER_RUN
+        # the outage's runs come back from the spill; so may the first batches after it, written
+        # while the recorder still waited out its short retry backoff
+        assert stats["replayed"] >= 5 * PER_RUN
+        assert stats["written"] + stats["replayed"] == 8 * PER_RUN
         assert stats["dropped"] == 0
         traces: dict[str, list] = {}
         for e in store.read():
