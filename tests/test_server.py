@@ -77,7 +77,7 @@ def test_a_chat_message_tunes_parks_at_approval_and_a_resume_promotes(server, we
     from langgraph_sdk import get_client
 
     url, db = server
-    context = {"specs": {"toy": str(weak_toy_spec.path)}, "batch_size": 2, "seed": 3}
+    context = {"specs": {"toy": str(weak_toy_spec.path)}, "batch_size": 2, "seed": 2}
 
     async def drive():
         client = get_client(url=url, api_key=None)
@@ -116,7 +116,7 @@ def test_an_approval_parked_on_the_server_survives_a_restart(tmp_path, pg_url, w
     waits at approval, start a new one, resume there."""
     from langgraph_sdk import get_client
 
-    context = {"specs": {"toy": str(weak_toy_spec.path)}, "batch_size": 2, "seed": 3}
+    context = {"specs": {"toy": str(weak_toy_spec.path)}, "batch_size": 2, "seed": 2}
     with serve(tmp_path / "first", pg_url) as url:
         async def start():
             client = get_client(url=url, api_key=None)
@@ -224,7 +224,7 @@ def http_body(error: BaseException) -> str:
 def test_only_an_approver_answers_an_approval_and_is_recorded_as_the_approver(tmp_path, pg_url, weak_toy_spec):
     """Bearer tokens from a file; Postgres checkpoints. An operator starts the run; the operator's resume
     is a 403 and changes nothing; the approver's resume promotes, recorded under the token's identity."""
-    context = {"specs": {"toy": str(weak_toy_spec.path)}, "batch_size": 2, "seed": 3}
+    context = {"specs": {"toy": str(weak_toy_spec.path)}, "batch_size": 2, "seed": 2}
     request = {"messages": [{"role": "user", "content": "improve toy accuracy; try 2 candidates, at most 1 round"}]}
     env = {"GRAPHTUNE_AUTH": "tokens", "GRAPHTUNE_AUTH_TOKENS_FILE": str(token_file(tmp_path))}
     with serve(tmp_path / "server", pg_url, **env) as url:

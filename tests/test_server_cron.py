@@ -27,7 +27,7 @@ def test_the_check_graph_looks_at_parked_experiments_and_a_cron_runs_it(tmp_path
 
     monkeypatch.delenv("GRAPHTUNE_TRACES_URL", raising=False)  # the users' traces go to db too
     db = f"sqlite:///{tmp_path}/graphtune.db"
-    context = {"specs": {"toy": str(weak_toy_spec.path)}, "batch_size": 2, "seed": 3, "experiment_share": 0.2}
+    context = {"specs": {"toy": str(weak_toy_spec.path)}, "batch_size": 2, "seed": 2, "experiment_share": 0.2}
     log = tmp_path / "server" / "server.log"
     # no ./.langgraph_api: other sessions' threads and crons stay out, and this test's cron is never left behind
     with (serve(tmp_path / "server", db, LANGGRAPH_DISABLE_FILE_PERSISTENCE="true") as url,

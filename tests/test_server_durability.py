@@ -23,7 +23,7 @@ def test_a_parked_approval_survives_database_restarts_without_a_server_restart(t
     from langgraph_sdk import get_client
 
     db = restartable_pg.url
-    context = {"specs": {"toy": str(weak_toy_spec.path)}, "batch_size": 2, "seed": 3}
+    context = {"specs": {"toy": str(weak_toy_spec.path)}, "batch_size": 2, "seed": 2}
     request = {"messages": [{"role": "user", "content": "improve toy accuracy; try 2 candidates, at most 1 round"}]}
     question = {"messages": [{"role": "user", "content": "How do I reset my password?"}]}
     with open_config_store(db) as store:

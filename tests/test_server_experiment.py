@@ -75,7 +75,7 @@ def send_and_look_until_decided(url, db, spec, thread_id, context, per_look: int
 def test_a_live_experiment_over_the_api_ramps_and_promotes_with_roles_enforced(tmp_path, pg_url, weak_toy_spec,
                                                                                 monkeypatch):
     monkeypatch.delenv("GRAPHTUNE_TRACES_URL", raising=False)  # the users' traces go to pg_url too
-    context = {"specs": {"toy": str(weak_toy_spec.path)}, "batch_size": 2, "seed": 3, "experiment_share": 0.2}
+    context = {"specs": {"toy": str(weak_toy_spec.path)}, "batch_size": 2, "seed": 2, "experiment_share": 0.2}
     env = {"GRAPHTUNE_AUTH": "tokens", "GRAPHTUNE_AUTH_TOKENS_FILE": str(token_file(tmp_path))}
     with serve(tmp_path / "server", pg_url, **env) as url, server_log_on_failure(tmp_path / "server" / "server.log"):
         async def create_thread():
