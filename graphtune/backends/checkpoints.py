@@ -14,14 +14,15 @@ from pathlib import Path
 from langgraph.checkpoint.base import BaseCheckpointSaver
 
 from graphtune.backends.configs import database_url_from_env
-from graphtune.backends.traces import path_from_url
+from graphtune.backends.traces import path_from_url, scheme_of
 
 
 @asynccontextmanager
 async def open_checkpointer(url: str | None = None) -> AsyncIterator[BaseCheckpointSaver]:
     """An async checkpointer for ``url`` (``sqlite:///file.db`` or ``postgresql://...``), schema set up."""
     url = url or database_url_from_env()
-    if url.startswith("sqlite://"):
+    scheme = scheme_of(url)
+    if scheme == "sqlite":
         from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
         path = path_from_url(url, "sqlite")
@@ -35,7 +36,7 @@ async def open_checkpointer(url: str | None = None) -> AsyncIterator[BaseCheckpo
             saver = AsyncSqliteSaver(conn)
             await saver.setup()
             yield saver
-    elif url.startswith(("postgresql://", "postgres://")):
+    elif scheme in ("postgresql", "postgres"):
         from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 
         async with AsyncPostgresSaver.from_conn_string(url) as saver:
