@@ -34,6 +34,5 @@ SAMPLES: dict[str, tuple[str, str]] = {
 def fragments(secret: str) -> list[str]:
     """Parts of a secret that must not survive either: its distinctive inner pieces."""
     compact = secret.replace(" ", "").replace("-", "")
-    if len(compact) >= 16:
-        return [secret, compact[-10:], compact[4:14]]
-    return [secret]
+    pieces = [compact[-10:], compact[4:14]] if len(compact) >= 16 else []
+    return [secret, *(p for p in pieces if len(set(p)) >= 6)]  # "0000000000" would be found anywhere
