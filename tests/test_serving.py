@@ -429,3 +429,31 @@ def test_support_qa_served_with_a_live_split_and_feedback(db, recorder, store):
     assert evidence.baseline.runs + evidence.candidate.runs == 24
     assert evidence.baseline.positive_feedback.mean == 1.0 and evidence.candidate.positive_feedback.mean == 0.0
     assert evidence.baseline.success.mean == 1.0 and evidence.candidate.latency_ms.n == evidence.candidate.runs
+
+
+def test_sync_invoke_serves_a_workflow_with_async_nodes(db, recorder, store):
+    """support_qa's nodes are ``async def``: ``invoke`` used to fail every request with 'No synchronous
+    function provided to "router"'. Now sync callers, from several threads at once, get answers, the
+    runs are recorded, and a failing run still carries its trace id."""
+    with open_config_store(db) as configs:
+        configs.ensure_active("support_qa", load_spec("support_qa").config, actor="test")
+    app = ServedWorkflow("support_qa", db, recorder=recorder)
+    question = {"messages": [{"role": "user", "content": "How do I reset my password?"}]}
+    results: dict[str, object] = {}
+
+    def serve(user: str) -> None:
+        results[user] = app.invoke(question, unit_key=user)
+
+    threads = [threading.Thread(target=serve, args=(u,)) for u in USERS[:6]]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(results) == 6 and all(r.output["answer"] and r.config_version == 1 for r in results.values())
+    with pytest.raises(ValueError, match="needs a 'question'") as info:
+        app.invoke({}, unit_key="ann")
+    assert any("graphtune trace id" in note for note in getattr(info.value, "__notes__", []))
+    app.close()
+    runs = store.read(EventQuery(workflow="support_qa", kinds=(EventKind.RUN_END,)))
+    assert {r.trace_id for r in runs} >= {r.trace_id for r in results.values()}
+    assert app.stats().requests == 7 and app.stats().failed == 1

@@ -2,7 +2,9 @@
 
 The eval runner records each example's run under a trace id it chooses (the run id); with
 Langfuse keys set, those traces are exported to Langfuse, and each metric of each example becomes
-a numeric score on its trace (``POST /api/public/scores``, a list of scores per request). Score
+a numeric score on its trace (``POST /api/public/scores``, a list of scores per request: the current
+public API defines the body as ``CreateScoresRequest = List[CreateScoreRequest]`` with 202 or 207
+answers, and the Langfuse SDK's own score consumer posts such batches). Score
 ids are derived from trace id and metric, so sending a report twice updates rather than
 duplicates. Results served from the eval cache are skipped: their scores went out with the run
 that produced them.

@@ -158,13 +158,19 @@ def open_trace_store(url: str | None = None) -> TraceStore:
 
 
 def path_from_url(url: str, scheme: str) -> str:
-    """``sqlite:///rel.db`` -> ``rel.db``; ``sqlite:////abs.db`` -> ``/abs.db`` (SQLAlchemy's convention)."""
-    prefix = f"{scheme}://"
+    """``sqlite:///rel.db`` -> ``rel.db``; ``sqlite:////abs.db`` -> ``/abs.db`` (SQLAlchemy's convention).
+
+    Anything else is an error rather than a guess: ``sqlite:/tmp/x.db`` (one slash) or
+    ``sqlite://tmp/x.db`` (a host) would otherwise quietly name a file nobody asked for."""
+    expected = f"expected {scheme}:///relative/path or {scheme}:////absolute/path"
+    prefix = f"{scheme}:///"
+    if url.lower().rstrip("/") == f"{scheme}:":
+        raise UnknownBackendError(f"{url!r} names no path: {expected}")
+    if url[: len(prefix)].lower() != prefix:
+        raise UnknownBackendError(f"{url!r} is not a {scheme} URL with a path: {expected}")
     rest = url[len(prefix):]
-    if rest.startswith("/"):
-        rest = rest[1:]
     if not rest:
-        raise UnknownBackendError(f"{url!r} names no path: expected {scheme}:///relative/path or {scheme}:////absolute/path")
+        raise UnknownBackendError(f"{url!r} names no path: {expected}")
     return rest
 
 

@@ -11,11 +11,12 @@ from graphtune.cli.common import console, fail
 from graphtune.cli.config import config_app
 from graphtune.cli.evals import register as register_evals
 from graphtune.cli.experiment import experiment_app
-from graphtune.cli.traces import traces_app
+from graphtune.cli.traces import forget_user, traces_app
 from graphtune.cli.tune import register as register_tune
 
 app = typer.Typer(help="graphtune: record, observe and tune LangGraph workflows.", no_args_is_help=True, add_completion=False)
 app.add_typer(traces_app, name="traces")
+app.command("forget-user")(forget_user)
 register_evals(app)
 register_tune(app)
 app.add_typer(config_app, name="config")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import getpass
 import json
+import os
 import time
 from pathlib import Path
 from typing import Annotated, Optional
@@ -19,7 +20,7 @@ from graphtune.cli.common import JsonOpt, console, errors, fail, parse_duration,
 evals_app = typer.Typer(help="Eval datasets: build rows from recorded traces.", no_args_is_help=True)
 
 SpecOpt = Annotated[str, typer.Option("--spec", help="Workflow spec file, or a bundled workflow name (support_qa).")]
-DbOpt = Annotated[Optional[str], typer.Option("--db", help="Database URL for configs and the eval cache. Default: GRAPHTUNE_DATABASE_URL or sqlite:///.graphtune/graphtune.db")]
+DbOpt = Annotated[Optional[str], typer.Option("--db", help="Database URL for configs, the eval cache and the recorded traces (GRAPHTUNE_TRACES_URL still moves traces). Default: GRAPHTUNE_DATABASE_URL or sqlite:///.graphtune/graphtune.db")]
 
 
 def parse_set(items: list[str]) -> list[tuple[str, object]]:
@@ -77,10 +78,11 @@ def run_eval_command(
     if not model_available() and not as_json:
         console.print(f"[yellow]{OFFLINE_NOTICE}[/yellow]")
     recorder = None
-    if record:
-        from graphtune.tracing.recorder import default_recorder
+    if record:  # the traces follow --db (unless GRAPHTUNE_TRACES_URL moves them), like configs and cache
+        from graphtune.backends.traces import traces_url_from_env
+        from graphtune.tracing.recorder import recorder_for
 
-        recorder = default_recorder()
+        recorder = recorder_for(os.environ.get("GRAPHTUNE_TRACES_URL") or db if db else traces_url_from_env())
     cache = open_eval_cache(db) if use_cache else None
     judge = chat_model() if model_available() and "judge" in spec.evals.metrics else None
     runner = EvalRunner(spec, recorder=recorder, cache=cache, concurrency=concurrency, judge_model=judge)

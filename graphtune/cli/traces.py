@@ -134,3 +134,26 @@ def traces_delete_user(
     console.print(f"deleted {deleted} events of that user from {store.url}")
 
 
+
+
+def forget_user(
+    user_id: Annotated[str, typer.Argument(help="The plain user id; it is hashed the way the recorder hashed it.")],
+    db: Annotated[Optional[str], typer.Option("--db", help="Database URL of the checkpoints (and of the traces unless GRAPHTUNE_TRACES_URL moves them). Default: GRAPHTUNE_DATABASE_URL or sqlite:///.graphtune/graphtune.db")] = None,
+):
+    """Right to erasure: delete one user's recorded events and every checkpointed thread they ran."""
+    import asyncio
+    import os
+
+    from graphtune.backends.checkpoints import forget_threads_of
+    from graphtune.backends.configs import database_url_from_env
+    from graphtune.tracing.privacy import hash_user_id, resolve_salt
+
+    database = db or database_url_from_env()
+    with _open(os.environ.get("GRAPHTUNE_TRACES_URL") or database) as store:
+        user_hash = hash_user_id(user_id, resolve_salt(store))
+        events = store.delete_user(user_hash)
+    try:
+        threads = asyncio.run(forget_threads_of(user_hash, database))
+    except (UnknownBackendError, ValueError) as exc:
+        raise fail(str(exc)) from None
+    console.print(f"deleted {events} events of that user from {store.url} and {len(threads)} checkpointed threads from {database}")

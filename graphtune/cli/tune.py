@@ -133,6 +133,10 @@ def _carry_on(controller, existing, quiet: bool):
     return asyncio.run(controller.continue_run(existing.thread_id))
 
 
+# Outcomes that mean the run could not do its job: the command exits non-zero.
+_FAILED = ("failed", "conflict", "unknown_workflow")
+
+
 def register(app: typer.Typer) -> None:
     @app.command()
     def tune(
@@ -161,11 +165,13 @@ def register(app: typer.Typer) -> None:
             result = asyncio.run(controller.start(request, spec=_spec_ref(spec), thread_id=thread))
         if no_input:
             print_json(_summary(result))
-            return
-        console.print(f"thread [cyan]{result.thread_id}[/cyan]")
-        if result.pending:
-            result = _ask(controller, result, _actor(who))
-        _show_outcome(result)
+        else:
+            console.print(f"thread [cyan]{result.thread_id}[/cyan]")
+            if result.pending:
+                result = _ask(controller, result, _actor(who))
+            _show_outcome(result)
+        if (result.outcome or {}).get("status") in _FAILED:
+            raise typer.Exit(1)
 
     @app.command()
     def pending(db: DbOpt = None, as_json: JsonOpt = False):
@@ -194,7 +200,7 @@ def register(app: typer.Typer) -> None:
             raise fail(result.pending.get("error") or "still waiting for approval")
         else:
             _show_outcome(result)
-        if result.pending or (result.outcome or {}).get("status") in ("conflict", "failed"):
+        if result.pending or (result.outcome or {}).get("status") in _FAILED:
             raise typer.Exit(1)
 
     @app.command()

@@ -11,6 +11,9 @@ The node takes three kinds of input:
 - ``state["spec"]`` set by the CLI to a spec file or bundled name. That fixes the workflow, so the
   message only has to state the goal.
 
+With a model configured, its endpoint is checked first (one ``GET /models``): an endpoint that
+cannot be reached or refuses the key ends the run here as ``failed``, with what to fix.
+
 Every outcome is a state update; intake does not raise on what a person typed. When there is no
 request, the update sets ``request`` to None and ``outcome`` to ``unknown_workflow`` or
 ``failed``, and the graph ends there. Spec files are read and the model is built in a thread,
@@ -30,7 +33,7 @@ from pydantic import BaseModel
 
 from graphtune.graphs.context import ControllerContext
 from graphtune.graphs.state import ControllerState, Outcome
-from graphtune.llm import OFFLINE_NOTICE
+from graphtune.llm import OFFLINE_NOTICE, endpoint_problem
 from graphtune.prompts import render_prompt
 from graphtune.spec import BUNDLED_SPECS, SpecError, WorkflowSpec, load_spec
 from graphtune.tuning.request import Budget, TuningRequest
@@ -70,6 +73,9 @@ async def intake(state: ControllerState, runtime: Runtime[ControllerContext]) ->
         known = await asyncio.to_thread(_load_specs, ctx, state.get("spec"))
     except (SpecError, OSError) as exc:  # OSError: e.g. the path is a directory
         return _stop("failed", f"I cannot load the spec {state.get('spec')!r}: {exc}")
+
+    if ctx.has_model() and (problem := await _model_problem(ctx)):
+        return _stop("failed", f"The model is unusable, so this run stops here: {problem}.")
 
     if state.get("request") is not None:
         return _from_structured(state["request"], known)
@@ -156,6 +162,16 @@ def _from_structured(data: Any, known: _Specs) -> dict:
 
 
 # -- the model ---------------------------------------------------------------------------------------
+
+
+async def _model_problem(ctx: ControllerContext) -> str | None:
+    """Why the configured model cannot be used (unreachable endpoint, refused key), checked once here
+    so a dead endpoint fails the run at once instead of every later call and example."""
+    try:
+        model = await asyncio.to_thread(ctx.build_chat_model)
+    except Exception as exc:  # noqa: BLE001 - a model that cannot even be built is the run's failure
+        return f"cannot build the model {ctx.model!r}: {type(exc).__name__}: {_short(exc)}"
+    return await endpoint_problem(model)
 
 
 async def _read_with_model(ctx: ControllerContext, text: str, known: _Specs

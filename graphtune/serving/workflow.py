@@ -138,6 +138,10 @@ class ServedWorkflow:
         """Route ``unit_key``, run that version's graph and record it. Blocking (store refresh when due,
         the first build of a version, the run itself); async code uses :meth:`ainvoke`.
 
+        A graph with ``async def`` nodes has no sync path (``graph.invoke`` would fail every request
+        with 'No synchronous function provided'): it runs through :meth:`ainvoke` on graphtune's
+        serving event loop, one per process, so its async clients always see the same loop.
+
         ``config`` is the caller's LangChain run config (``configurable.thread_id`` for a checkpointed
         graph, extra callbacks, ``metadata.traceparent`` to join an incoming trace). Raises what the
         graph raises, with the run's trace id added as a note."""
@@ -145,7 +149,11 @@ class ServedWorkflow:
         route = self.routing.route(unit_key, snapshot)
         graph = self.graphs.graph(self.spec, self._config_of(route, snapshot))
         call, trace_id = self._call(route, unit_key, user_id, run_id, config)
-        return self._served(route, trace_id, call, lambda: graph.invoke(inputs, call))
+        if needs_event_loop(graph):
+            run = lambda: run_on_serving_loop(graph.ainvoke(inputs, call))  # noqa: E731
+        else:
+            run = lambda: graph.invoke(inputs, call)  # noqa: E731
+        return self._served(route, trace_id, call, run)
 
     async def ainvoke(self, inputs: Any, *, unit_key: UnitKey, run_id: uuid.UUID | str | None = None,
                       config: dict | None = None, user_id: Any = None) -> ServedRun:
@@ -297,3 +305,30 @@ class ServedWorkflow:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def needs_event_loop(graph: Any) -> bool:
+    """True when a node of ``graph`` (or of a subgraph used as a node) is ``async def`` only, so the
+    graph can run with ``ainvoke`` alone. LangGraph wraps such a node with ``func=None``."""
+    for node in getattr(graph, "nodes", {}).values():
+        bound = getattr(node, "bound", None)
+        if getattr(bound, "afunc", None) is not None and getattr(bound, "func", True) is None:
+            return True
+        if bound is not graph and hasattr(bound, "nodes") and needs_event_loop(bound):
+            return True
+    return False
+
+
+_loop: asyncio.AbstractEventLoop | None = None
+_loop_lock = threading.Lock()
+
+
+def run_on_serving_loop(coro: Any) -> Any:
+    """Run ``coro`` on the process's serving event loop (a daemon thread, started on first use) and
+    wait for its result. The caller's context variables travel with it."""
+    global _loop
+    with _loop_lock:
+        if _loop is None:
+            _loop = asyncio.new_event_loop()
+            threading.Thread(target=_loop.run_forever, name="graphtune-serving-loop", daemon=True).start()
+    return asyncio.run_coroutine_threadsafe(coro, _loop).result()

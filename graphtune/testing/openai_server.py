@@ -90,13 +90,16 @@ class OpenAITestServer:
     """Serves ``POST /v1/chat/completions`` (plain and SSE streaming) and ``GET /v1/models``.
 
     ``requests`` holds every chat request body received, in arrival order, so tests can assert on
-    what ``ChatOpenAI`` actually sent (model, messages, tools, response_format, ...).
+    what ``ChatOpenAI`` actually sent (model, messages, tools, response_format, ...). With
+    ``api_key`` set, a request without ``Authorization: Bearer <api_key>`` gets OpenAI's 401.
     """
 
-    def __init__(self, responder: Responder | None = None, *, latency_s: float = 0.0, model: str = "test-model"):
+    def __init__(self, responder: Responder | None = None, *, latency_s: float = 0.0, model: str = "test-model",
+                 api_key: str | None = None):
         self.responder: Responder = responder or default_responder
         self.latency_s = latency_s
         self.model = model
+        self.api_key = api_key
         self.requests: list[dict] = []
         self.base_url = ""
         self._lock = threading.Lock()
@@ -227,7 +230,18 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
     # routing
+    def _authorized(self) -> bool:
+        """OpenAI's answer to a missing or wrong key: 401 ``invalid_api_key``, never retried."""
+        key = self.server.app.api_key
+        if key is None or self.headers.get("Authorization") == f"Bearer {key}":
+            return True
+        self._drain()
+        self._send_error(401, "Incorrect API key provided.", "invalid_request_error", retry=False)
+        return False
+
     def do_GET(self) -> None:
+        if not self._authorized():
+            return
         if self._path() == "/v1/models":
             app = self.server.app
             self._send_json(200, {"object": "list", "data": [_model_card(app.model)]})
@@ -235,6 +249,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._not_found()
 
     def do_POST(self) -> None:
+        if not self._authorized():
+            return
         if self._path() != "/v1/chat/completions":
             self._drain()
             self._not_found()
@@ -408,7 +424,7 @@ _DEFAULT_ERRORS = {
     500: "The server had an error while processing your request.",
     503: "The engine is currently overloaded, please try again later.",
 }
-_ERROR_CODES = {429: "rate_limit_exceeded", 404: "not_found"}
+_ERROR_CODES = {401: "invalid_api_key", 429: "rate_limit_exceeded", 404: "not_found"}
 
 
 def _error_type(status: int) -> str:

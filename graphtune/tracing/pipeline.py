@@ -2,7 +2,7 @@
 
 Recording must never slow or break the workflow, so producers only append to a bounded deque.
 A daemon thread drains it in batches, builds events, applies sampling, user hashing and
-redaction, and writes to the store. When the store fails, the batch spills to a local JSONL file
+redaction (thread ids that carry personal data are hashed), and writes to the store. When the store fails, the batch spills to a local JSONL file
 at once (written and fsynced before the writer moves on, so a crash loses nothing that reached
 the writer) and is replayed once the store answers again. After a failed write, batches spill
 directly while the store is retried after a short backoff (0.5 s doubling to ``RETRY_MAX_S``):
@@ -111,6 +111,7 @@ class EventPipeline:
         self._salt: str | None = os.environ.get(SALT_ENV) or None
         self._fallback_salt: str | None = None
         self._held: dict[str, list[TrajectoryEvent]] = {}
+        self._thread_keys: dict[str, str] = {}  # thread id -> as stored (hashed when it carries PII)
         self._kept_traces: set[str] = set()
         self._spill_dir_root = spill_dir or default_spill_dir()
         self._spill_file = None
@@ -249,9 +250,24 @@ class EventPipeline:
     def _prepare(self, batch: list[TrajectoryEvent]) -> None:
         apply = self.redactor.apply
         for event in batch:
-            attributes = event.__dict__["attributes"]
+            fields = event.__dict__  # skips pydantic's setattr bookkeeping
+            attributes = fields["attributes"]
             if attributes:
-                event.__dict__["attributes"] = apply(attributes)  # skips pydantic's setattr bookkeeping
+                fields["attributes"] = apply(attributes)
+            thread = fields["thread_id"]
+            if thread:
+                fields["thread_id"] = self._thread_keys.get(thread) or self._thread_key(thread)
+
+    def _thread_key(self, thread_id: str) -> str:
+        """The thread id as stored and exported (``session.id``): as is, unless the redaction hook
+        finds something in it (``thread-jane.doe@example.com-1``); then ``hashed-`` and its salted
+        hash, which still groups the thread's runs without holding what it carried."""
+        hook = self.redactor.hook
+        key = thread_id if hook is None or hook(thread_id) == thread_id else f"hashed-{self._hash_user(thread_id)}"
+        if len(self._thread_keys) >= _MAX_HELD_TRACES:
+            self._thread_keys.clear()
+        self._thread_keys[thread_id] = key
+        return key
 
     def _write(self, batch: list[TrajectoryEvent], retry_now: bool = False) -> None:
         """Store the batch, or spill it: at once while the store is backing off (unless a flush

@@ -1,6 +1,8 @@
 """Redaction of message content and attributes before any store or exporter sees them.
 
-The default masks e-mail addresses, phone numbers and API-key-like strings. A custom hook is any
+The default masks what ``graphtune.tracing.patterns`` catalogues: credentials (detect-secrets' plugins
+and cloud, payment and LLM-provider keys), e-mail addresses, card numbers (Luhn), IBANs (check
+digits) and phone numbers. A custom hook is any
 ``Callable[[str], str]``. ``content_mode="hash"`` keeps only a hash and the length of message
 content and captured state strings, for teams that may not store text at all.
 """
@@ -12,39 +14,20 @@ import re
 from collections.abc import Callable
 from typing import Any, Literal
 
+from graphtune.tracing.patterns import mask
+
 ContentMode = Literal["full", "hash"]
 
-_PATTERNS: list[tuple[re.Pattern[str], str]] = [
-    (re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}"), "[EMAIL]"),
-    # Provider keys and tokens: sk-..., sk-proj-..., pk-lf-..., ghp_..., xoxb-..., AKIA..., Bearer ...
-    (re.compile(r"\b(?:sk|pk|rk)-(?:[A-Za-z]+-)*[A-Za-z0-9_-]{16,}"), "[API_KEY]"),
-    (re.compile(r"\b(?:ghp|gho|ghs|github_pat|xox[abpr])[-_][A-Za-z0-9_-]{16,}"), "[API_KEY]"),
-    (re.compile(r"\bAKIA[0-9A-Z]{16}\b"), "[API_KEY]"),
-    (re.compile(r"(?i)\bbearer\s+[A-Za-z0-9._~+/-]{16,}=*"), "Bearer [API_KEY]"),
-    # Phone numbers: international or grouped local numbers with at least 9 digits. Dates are
-    # matched first and kept, so "2026-11-21 10:30" does not read as the number 2026112110.
-    (re.compile(r"(?P<date>\b(?:\d{4}-\d{1,2}-\d{1,2}|\d{1,2}\.\d{1,2}\.\d{4})\b)"
-                r"|(?<![\w.])\+?\d[\d\s().-]{7,}\d(?!\w|\.\d)"), "[PHONE]"),
-]
-_QUICK = re.compile(r"[@\d]|sk-|pk-|rk-|gh|xox|AKIA|earer")
+# Every secret or identifier in the catalogue has a digit, an '@', a URL's '://', a PEM header or a
+# run of 16 token characters: text without any of these skips the catalogue's regexes.
+_QUICK = re.compile(r"[@\d]|://|PRIVATE|PuTTY|[A-Za-z0-9_\-]{16}")
 
 
 def default_redact(text: str) -> str:
-    """Mask e-mail addresses, phone numbers and API-key-like strings."""
+    """Mask the catalogue's credentials and personal identifiers (``graphtune.tracing.patterns``)."""
     if not _QUICK.search(text):
         return text
-    for pattern, replacement in _PATTERNS:
-        text = pattern.sub(lambda m, r=replacement: r if _count_digits_ok(m, r) else m.group(0), text)
-    return text
-
-
-def _count_digits_ok(match: re.Match[str], replacement: str) -> bool:
-    """Phone matches need 9+ digits and must not be a date, so 2026-11-21 and short numbers stay."""
-    if replacement != "[PHONE]":
-        return True
-    if match.group("date"):
-        return False
-    return sum(ch.isdigit() for ch in match.group(0)) >= 9
+    return mask(text)
 
 
 def hash_text(text: str) -> dict[str, Any]:

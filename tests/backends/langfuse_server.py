@@ -9,7 +9,10 @@
   ``user.id`` -> userId, ``langfuse.trace.tags`` -> tags, ``gen_ai.usage.*`` -> usageDetails,
   ``langfuse.observation.type``/``level``/``status_message``, ``input.value``/``output.value``,
   ``langfuse.observation.metadata.*`` -> metadata, every other attribute under metadata.attributes).
-- ``POST /api/public/scores``: a JSON list of scores; 202 ``{"message": "Accepted"}``.
+- ``POST /api/public/scores``: a JSON array of scores, as the current API and the Langfuse SDK define it
+  (``CreateScoresRequest = List[CreateScoreRequest]``; the SDK's score consumer posts such batches):
+  202 ``{"message": "Accepted"}``; scores without a name, a numeric value or a trace id are
+  rejected with 207 ``{"accepted", "rejected", "errors"}``; a body that is not an array is a 400.
 
 Every request needs Basic auth with the configured keys (401 otherwise). ``script`` queues raw
 answers (status, body, headers) for the next requests, to test 429s, 500s and malformed pages.
@@ -37,6 +40,11 @@ def iso(ts_ns: int) -> str:
 
 def parse_iso(text: str) -> float:
     return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def _valid_score(score: Any) -> bool:
+    return (isinstance(score, dict) and isinstance(score.get("name"), str) and isinstance(score.get("traceId"), str)
+            and isinstance(score.get("value"), (int, float)) and not isinstance(score.get("value"), bool))
 
 
 def observation_from_span(span, resource: dict[str, Any]) -> dict[str, Any]:
@@ -105,9 +113,15 @@ class FakeLangfuse:
                     return self._reply(200, b"{}")
                 if method == "POST" and parts.path == "/api/public/scores":
                     scores = json.loads(body)
-                    assert isinstance(scores, list)
+                    if not isinstance(scores, list):
+                        return self._reply(400, b'{"message": "expected an array of scores"}')
+                    valid = [s for s in scores if _valid_score(s)]
                     with fake._lock:
-                        fake.scores.extend(scores)
+                        fake.scores.extend(valid)
+                    if len(valid) < len(scores):
+                        rejected = len(scores) - len(valid)
+                        return self._reply(207, json.dumps({"accepted": len(valid), "rejected": rejected, "errors": [
+                            {"message": "a score needs name, a numeric value and traceId"}]}).encode())
                     return self._reply(202, b'{"message": "Accepted"}')
                 return self._reply(404, b'{"message": "not found"}')
 

@@ -64,3 +64,23 @@ def test_a_graph_factory_that_raises_names_the_factory_and_version(toy_spec, env
     result = invoke("eval", "--spec", str(toy_spec.path), "--no-record", "--set", "answer.quality=explode")
     assert result.exit_code == 2
     assert "graph factory tests.evals.toy_workflow:build_graph raised ValueError: no such answer quality (config v2)" in result.output
+
+
+def test_eval_traces_follow_db(toy_spec, tmp_path, monkeypatch):  # noqa: F811
+    """``eval --db URL`` used to write its traces to ./.graphtune/graphtune.db in the working directory;
+    now they go where --db says, and nothing appears in the working directory."""
+    from graphtune.backends.traces import EventQuery, open_trace_store
+    from graphtune.tracing.events import EventKind
+
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    for name in ("GRAPHTUNE_DATABASE_URL", "GRAPHTUNE_TRACES_URL", "GRAPHTUNE_MODEL"):
+        monkeypatch.delenv(name, raising=False)
+    db = f"sqlite:///{tmp_path}/chosen.db"
+    done = invoke("eval", "--spec", str(toy_spec.path), "--json", "--limit", "5", "--db", db)
+    assert done.exit_code == 0, done.output
+    assert list(work.iterdir()) == []
+    with open_trace_store(db) as store:
+        runs = store.read(EventQuery(kinds=(EventKind.RUN_END,), sources=("eval",)))
+    assert len(runs) == 5 and {r.workflow for r in runs} == {"toy"}

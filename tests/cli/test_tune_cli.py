@@ -87,3 +87,47 @@ def test_a_second_tuning_run_of_a_held_workflow_is_turned_away_until_unlocked(tm
     assert third["status"] == "pending_approval"
     with open_config_store(db) as store:
         assert any(e.action == "release" and e.actor == "ops" for e in store.history("toy"))
+
+
+def _closed_port_url() -> str:
+    """An endpoint where nothing listens: a port the OS just handed out, closed again."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}/v1"
+
+
+def test_an_unreachable_or_unauthorized_model_fails_the_run_at_intake(tmp_path, weak_toy_spec, monkeypatch):
+    """An unreachable model endpoint used to be labelled 'malformed output' on every call, fail every
+    example and end no_change with exit 0. Now intake stops the run with what to fix, exit 1."""
+    from graphtune.testing.openai_server import OpenAITestServer
+
+    args = ["tune", "--spec", str(weak_toy_spec.path), "--no-input", "improve toy accuracy; try 2 candidates, at most 1 round"]
+    db = f"sqlite:///{tmp_path}/graphtune.db"
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-wrong-key-for-this-server")
+    monkeypatch.setenv("OPENAI_BASE_URL", _closed_port_url())
+    unreachable = _with_model(args, db)
+    assert unreachable.returncode == 1, unreachable.stderr
+    outcome = json.loads(unreachable.stdout)["outcome"]
+    assert outcome["status"] == "failed" and "cannot reach the model endpoint" in outcome["message"]
+    assert "OPENAI_BASE_URL" in outcome["message"]
+
+    with OpenAITestServer(api_key="sk-the-right-key") as server:
+        monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
+        refused = _with_model(args, db)
+        assert server.requests == []  # no chat call was made with a refused key
+    assert refused.returncode == 1, refused.stderr
+    outcome = json.loads(refused.stdout)["outcome"]
+    assert outcome["status"] == "failed" and "refused the API key (HTTP 401" in outcome["message"]
+    assert "OPENAI_API_KEY" in outcome["message"]
+    with open_config_store(db) as store:
+        assert store.tuning_claim("toy") is None  # nothing is held by a run that never started
+
+
+def _with_model(args: list[str], db: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "GRAPHTUNE_DATABASE_URL": db, "PYTHONPATH": str(ROOT), "GRAPHTUNE_MODEL": "test-model"}
+    env.pop("GRAPHTUNE_TRACES_URL", None)
+    return subprocess.run([sys.executable, "-m", "graphtune.cli", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=240)

@@ -368,3 +368,43 @@ def test_identifier_keys_inside_captured_state_are_redacted_too():
     message = out["input"]["messages"][0]
     assert (message["type"], message["id"]) == ("human", "m-1")
     assert message["content"] == hash_text("hi")
+
+
+# -- the catalogue -----------------------------------------------------------------------------------
+
+from tests.tracing.pii_samples import SAMPLES  # noqa: E402
+
+
+@pytest.mark.parametrize("name", sorted(SAMPLES))
+def test_every_catalogued_secret_and_identifier_is_masked_in_running_text(name):
+    """Each pattern of the catalogue, inside a sentence: masked whole (no tail of a long key left)."""
+    secret, masked = SAMPLES[name]
+    text = f"Customer wrote: my {name} is {secret} and that is all."
+    assert default_redact(text) == f"Customer wrote: my {name} is {masked} and that is all."
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        # checksums decide: a 16-digit number that fails Luhn is no card, an IBAN with bad check digits no IBAN
+        ("ref 4111 1111 1111 1112 done", "ref [PHONE] done"),
+        ("iban DE00 3704 0044 0532 0130 00", "iban DE00 [PHONE]"),
+        ("pay to DE89 3704 0044 0532 0130 00 NOW", "pay to [IBAN] NOW"),
+        ("Stripe key sk_live_51HqLyjWDarjtT1zdp7dcXYZabc123DEF456ghi789JKLmnoPQRstuVWXyz0123456789abcdefABCDEF.",
+         "Stripe key [API_KEY]"),
+        ("db postgresql://app:s3cretpw@db.example.com/x", "db postgresql://app:[API_KEY]@db.example.com/x"),
+        ("thread-jane.doe@example.com-7f3a", "[EMAIL]-7f3a"),  # a local part may hold "-"
+    ],
+)
+def test_catalogue_checks_and_edges(text, expected):
+    assert default_redact(text) == expected
+
+
+def test_the_catalogue_includes_detect_secrets_plugins():
+    """The credential patterns come from detect-secrets' maintained plugins, not only a hand list."""
+    from graphtune.tracing.patterns import catalogue, detect_secrets_rules
+
+    names = {rule.name for rule in detect_secrets_rules()}
+    assert {"AWSKeyDetector", "StripeDetector", "GitHubTokenDetector", "SlackDetector", "JwtTokenDetector",
+            "AzureStorageKeyDetector", "PrivateKeyDetector"} <= names
+    assert set(detect_secrets_rules()) <= set(catalogue())
