@@ -26,6 +26,7 @@ from pydantic import BaseModel, Field
 from graphtune.backends.eval_cache import CacheKey, EvalCache
 from graphtune.evals.datasets import Dataset, Example, load_dataset
 from graphtune.evals.evaluators import EVALUATOR_VERSION, RunOutcome, judge_answer, question_of, score
+from graphtune.evals.evaluators import QUALITY as QUALITY_METRICS
 from graphtune.evals.stats import MetricSummary, clearly_worse, summarize
 from graphtune.spec import WorkflowSpec
 from graphtune.tuning.configs import config_hash
@@ -55,6 +56,7 @@ class EvalReport(BaseModel):
     stopped_early: bool = False
     stop_reason: str = ""
     wall_s: float = 0.0
+    unscored: str = Field("", description="Why the spec's objective was scored on no example (metric, field, row, first error)")
 
     def value(self, metric: str, statistic: str = "mean") -> float | None:
         summary = self.summary.get(metric)
@@ -150,6 +152,31 @@ def race_stop(mine: Mapping[str, float], peers: list[Mapping[str, float]], direc
                     f"(successive halving keeps {keep})")
         return ""
     return ""
+
+
+def unscored_reason(spec: WorkflowSpec, results: list[ExampleResult], examples: list[Example]) -> str:
+    """Why the objective metric has no score on any example, naming the metric, the field, the row and
+    the first error; "" when some example was scored."""
+    metric = spec.objective.metric
+    if not results or any(r.scores.get(metric) is not None for r in results):
+        return ""
+    by_id = {e.id: e for e in examples}
+    first = results[0]
+    row = by_id.get(first.example_id)
+    if all(r.error for r in results):
+        return f"every example failed; the first, row {first.example_id!r}: {first.error}"
+    if metric in QUALITY_METRICS:
+        path = spec.evals.output.sources if metric == "retrieval_hit" else spec.evals.output.answer
+        if all(r.answer is None for r in results if not r.error) and metric != "retrieval_hit":
+            return (f"{metric} reads the final state's {path!r} (evals.output.answer), which no run produced; "
+                    f"row {first.example_id!r} ended without it")
+        wanted = {"retrieval_hit": "sources", "contains": "facts or answer"}.get(metric, "answer")
+        if row is not None and not row.expected:
+            return f"row {first.example_id!r} has no expected values; {metric} compares {path!r} with expected.{wanted}"
+        if row is not None:
+            return (f"{metric} compares {path!r} with expected.{wanted}, which row {first.example_id!r} does not have "
+                    f"(its expected keys: {sorted(row.expected)})")
+    return f"no example was scored on {metric}"
 
 
 class _UsageCounter(UsageMetadataCallbackHandler):
@@ -310,7 +337,7 @@ class EvalRunner:
             workflow=spec.workflow, dataset=dataset.name, dataset_hash=dataset.hash, config_hash=key.config_hash,
             config_version=config_version, results=ordered, summary=summary, examples_total=len(examples),
             cached=len(cached), stopped_early=bool(stopped), stop_reason=stopped,
-            wall_s=time.perf_counter() - started,
+            wall_s=time.perf_counter() - started, unscored=unscored_reason(spec, ordered, examples),
         )
         if self.recorder is not None and pending:
             # With Langfuse keys set, the scores go to the runs' traces there, on a background thread.

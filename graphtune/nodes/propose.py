@@ -57,6 +57,12 @@ async def propose(state: ControllerState, runtime: Runtime[ControllerContext]) -
     earlier = [CandidateRecord.model_validate(c) for c in state.get("candidates") or []]
     evals = {h: EvalReport.model_validate(r) for h, r in (state.get("evals") or {}).items()}
     update: dict[str, Any] = {"round": round_, "candidates": [], "rejected_proposals": [], "controller_usage": []}
+    if baseline.config_hash not in evals:
+        # The baseline is scored first, alone: a run that cannot score its objective stops before any
+        # candidate, and round one's candidates can read the baseline's own failures.
+        text = (f"Scoring the baseline (active version {state['baseline'].get('version', '?')}) first, "
+                "before proposing any candidate.")
+        return {**update, "round": round_ - 1, "messages": [AIMessage(content=text, name="propose")]}
 
     used = sum(1 for c in earlier if c.id != "baseline")
     n = min(ctx.batch_size, request.budget.candidates - used)

@@ -360,7 +360,8 @@ class Decision(BaseModel):
     exhausted: list[str] = Field(default_factory=list)
     skipped: list[str] = Field(default_factory=list, description="Candidates without an eval report")
     spent: Spent = Field(default_factory=Spent)
-    ended_by: str = Field("", description="The rule that ended the search: target, ceiling, budget, patience, or '' while it goes on")
+    ended_by: str = Field("", description="The rule that ended the search: target, ceiling, budget, patience, unscored, or '' while it goes on")
+    baseline_broken: list[str] = Field(default_factory=list, description="Guardrails the baseline itself breaks")
 
     def comparison(self, candidate_id: str) -> Comparison | None:
         return next((c for c in self.comparisons if c.candidate_id == candidate_id), None)
@@ -406,6 +407,23 @@ def decide(state: dict, now: float | None = None) -> Decision:
         return Decision(round=round_, goal=goal.describe(), next="finish", exhausted=exhausted, spent=spent,
                         reason=f"the baseline could not be evaluated ({base_report.stop_reason or 'no results'}), "
                                "so no candidate can be compared: nothing to approve")
+
+    if objective_value(base_report, goal) is None:
+        why = base_report.unscored or base_report.stop_reason or f"no example was scored on {goal.metric}"
+        return Decision(round=round_, goal=goal.describe(), next="finish", exhausted=exhausted, spent=spent,
+                        ended_by="unscored",
+                        reason=f"the baseline's {goal.describe()} could not be measured ({why}); nothing was proposed. "
+                               "Fix the spec's evals (metric, output path, expected fields) or the workflow, then run again")
+    base_checks = guardrail_checks(base_report, base_report, request.guardrails)
+    base_broken = [f"{c.guardrail}: {c.detail}" for c in base_checks if c.passed is False]
+    if not any(r.get("id") != "baseline" for r in state.get("candidates") or []):
+        value = objective_value(base_report, goal)
+        text = f"baseline scored: {goal.metric} {format_number(value)} on {len(base_report.results)} examples"
+        if base_broken:
+            text += ("; the baseline itself breaks " + "; ".join(base_broken)
+                     + ": the search heads for feasibility first")
+        return Decision(round=round_, goal=goal.describe(), baseline_value=value, next="propose", exhausted=exhausted,
+                        spent=spent, reason=text + "; proposing candidates next", baseline_broken=base_broken)
 
     comparisons: list[Comparison] = []
     skipped: list[str] = []
@@ -466,6 +484,8 @@ def decide(state: dict, now: float | None = None) -> Decision:
         else:
             next_step = "finish"
             reason = f"{why}: no feasible candidate beats the baseline on {goal.describe()}, nothing worth approving; the active config stays"
+            if base_broken:
+                reason += f" (and the baseline itself breaks {'; '.join(base_broken)})"
     if skipped:
         reason += f" (no eval report for {', '.join(skipped)}: skipped)"
 
@@ -473,7 +493,7 @@ def decide(state: dict, now: float | None = None) -> Decision:
         round=round_, goal=goal.describe(), baseline_value=objective_value(base_report, goal),
         best_candidate_id=best.candidate_id if best else None, confident=bool(best and best.improves),
         comparisons=comparisons, pareto=pareto_front(comparisons, goal, baseline_self), next=next_step,
-        reason=reason, exhausted=exhausted, skipped=skipped, spent=spent, ended_by=ended_by,
+        reason=reason, exhausted=exhausted, skipped=skipped, spent=spent, ended_by=ended_by, baseline_broken=base_broken,
     )
 
 

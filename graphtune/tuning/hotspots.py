@@ -1,8 +1,11 @@
-"""Hot spots: the nodes of a workflow that are slow, failing or disliked in production.
+"""Hot spots: the nodes of a workflow that are slow, failing or disliked in production, or in a tuning run's own evals.
 
 The controller's observe step calls ``find_hot_spots(store, workflow, spec.observe)``. Everything
 here is plain computation over what a ``TraceStore`` returns; the store passed in is the only I/O.
-Only ``production`` events count (DESIGN.md): eval, controller and demo runs never make a hot spot.
+By default only ``production`` events count (DESIGN.md). ``find_hot_spots(..., source="eval")`` judges
+a tuning run's own eval trajectories the same way (the same thresholds, the same shape), so a new
+workflow with no production traffic still shows where its baseline fails; each of its hot spots
+carries the distinct error messages of its failed calls (``errors``), the evidence proposers read.
 
 Windows: the current window is ``[now - window, now)``; the earlier window of the same length,
 ``[now - 2 * window, now - window)``, is the baseline for "worse than before".
@@ -48,7 +51,6 @@ from graphtune.backends.traces import EventQuery, TraceStore
 from graphtune.spec import ObserveSpec
 from graphtune.tracing.events import NEGATIVE_FEEDBACK_BELOW, RUN_NODE, EventKind, NodeStats, TrajectoryEvent
 
-SOURCES = ("production",)
 MIN_EVENTS = 5  # fewer calls than this say too little about error rate or p95
 MIN_COMPARE_EVENTS = 20  # each window needs this many calls before a regression counts
 P95_REGRESSION = 0.30  # p95 up more than 30% ...
@@ -65,6 +67,14 @@ _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
 _DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*")
 
 
+class ErrorSeen(BaseModel):
+    """One distinct failure message of a node and how often it occurred."""
+
+    type: str
+    message: str
+    count: int
+
+
 class HotSpot(BaseModel):
     """One node (or ``__run__``) that needs attention, with why and how badly."""
 
@@ -74,6 +84,7 @@ class HotSpot(BaseModel):
     stats: NodeStats = Field(description="The current window.")
     previous: NodeStats | None = Field(None, description="The earlier window of the same length, when it has data.")
     share_of_run_time: float | None = Field(None, description="mean x count / total run time, when known (not for __run__).")
+    errors: list[ErrorSeen] = Field(default_factory=list, description="Distinct failures of this node, most frequent first (eval hot spots)")
 
 
 class TrajectorySample(BaseModel):
@@ -94,7 +105,8 @@ class Observation(BaseModel):
     window_s: float
     since: float
     until: float
-    runs: int = Field(description="Production runs that ended in the window.")
+    runs: int = Field(description="Runs that ended in the window.")
+    source: str = Field("production", description="Whose runs: production traffic, or the tuning run's own evals")
     hot_spots: list[HotSpot] = Field(default_factory=list, description="Most severe first.")
     node_stats: list[NodeStats] = Field(default_factory=list)
     samples: list[TrajectorySample] = Field(default_factory=list)
@@ -194,30 +206,34 @@ def find_hot_spots(
     now: float | None = None,
     window_s: float | None = None,
     max_samples: int = 3,
+    source: str = "production",
 ) -> Observation:
-    """Rank the hot spots of ``workflow`` from production events of the last window (see module docstring)."""
+    """Rank the hot spots of ``workflow`` from ``source`` events (production traffic, or a tuning run's
+    evals) of the last window (see module docstring)."""
     window = float(window_s) if window_s is not None else parse_window(observe.window)
     if window <= 0:
         raise ValueError(f"window_s must be positive, got {window_s!r}")
     until = time.time() if now is None else float(now)
     since = until - window
     label = fmt_window(window)
-    current = [s for s in store.aggregate(workflow=workflow, since=since, until=until, sources=SOURCES) if s.workflow == workflow]
-    obs = Observation(workflow=workflow, window_s=window, since=since, until=until, runs=0, node_stats=current)
+    sources = (source,)
+    what = "production traffic" if source == "production" else f"{source} runs"
+    current = [s for s in store.aggregate(workflow=workflow, since=since, until=until, sources=sources) if s.workflow == workflow]
+    obs = Observation(workflow=workflow, window_s=window, since=since, until=until, runs=0, node_stats=current, source=source)
     if not current:
-        obs.notes.append(f"no production traffic for {workflow} in the last {label}: nothing to observe")
+        obs.notes.append(f"no {what} for {workflow} in the last {label}: nothing to observe")
         return obs
-    earlier = {s.node: s for s in store.aggregate(workflow=workflow, since=since - window, until=since, sources=SOURCES)
-               if s.workflow == workflow and s.count}
+    earlier = {s.node: s for s in store.aggregate(workflow=workflow, since=since - window, until=since, sources=sources)
+               if s.workflow == workflow and s.count} if source == "production" else {}
     by_node = {s.node: s for s in current}
     run = by_node.get(RUN_NODE)
     obs.runs = run.count if run else 0
-    if not earlier:
+    if not earlier and source == "production":
         obs.notes.append(f"no production traffic in the earlier {label}: no comparison with before")
     if observe.p95_ms is None:
         obs.notes.append("no p95 threshold set (observe.p95_ms): latency is judged only against the earlier window")
     if run is None or not run.count:
-        obs.notes.append("no finished production runs in the window: run latency and negative feedback not judged")
+        obs.notes.append(f"no finished {what} in the window: run latency and negative feedback not judged")
     few = sorted(s.node for s in current if 0 < s.count < MIN_EVENTS)
     if few:
         obs.notes.append(f"too few events (< {MIN_EVENTS}) to judge error rate or p95: {', '.join(few)}")
@@ -250,6 +266,8 @@ def find_hot_spots(
     obs.hot_spots = sorted(spots.values(), key=lambda h: (-h.severity, h.node))
     if not obs.hot_spots:
         obs.notes.append("no hot spots: every node is within the thresholds and no worse than before")
+    if source != "production":
+        _attach_errors(store, obs)
     if max_samples > 0:
         obs.samples = _samples(store, obs, max_samples)
     return obs
@@ -264,7 +282,25 @@ def _scan_since(obs: Observation) -> float:
 
 
 def _read(store: TraceStore, obs: Observation, kind: EventKind, workflow: str | None) -> list[TrajectoryEvent]:
-    return store.read(EventQuery(workflow=workflow, kinds=(kind,), sources=SOURCES, since=_scan_since(obs), until=obs.until))
+    return store.read(EventQuery(workflow=workflow, kinds=(kind,), sources=(obs.source,), since=_scan_since(obs), until=obs.until))
+
+
+MAX_ERRORS_SEEN = 5
+
+
+def _attach_errors(store: TraceStore, obs: Observation) -> None:
+    """The distinct failure messages of each hot node, most frequent first: what a proposer reads to
+    tell a timeout from a refused request, and which limit was hit."""
+    failed = _read(store, obs, EventKind.NODE_ERROR, obs.workflow)
+    for spot in obs.hot_spots:
+        seen: dict[tuple[str, str], int] = {}
+        for event in failed:
+            if event.name == spot.node:
+                a = event.attributes or {}
+                key = (str(a.get("error.type") or "error"), _clip(a.get("error.message") or "", MAX_ERROR_CHARS))
+                seen[key] = seen.get(key, 0) + 1
+        spot.errors = [ErrorSeen(type=t, message=m, count=c)
+                       for (t, m), c in sorted(seen.items(), key=lambda kv: (-kv[1], kv[0]))[:MAX_ERRORS_SEEN]]
 
 
 def _error_text(event: TrajectoryEvent) -> str:
