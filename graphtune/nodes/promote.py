@@ -39,13 +39,14 @@ def _apply(ctx: ControllerContext, state: ControllerState, approval: Approval) -
     with ctx.config_store() as store:
         stored = store.put(workflow, candidate["config"], actor=approval.actor, source="controller",
                            note=f"{candidate['id']} ({candidate['proposer']}): {candidate['rationale']}"[:500])
-        reason = approval.comment or f"{approval.action}d {candidate['id']} from a tuning run"
+        reason = approval.comment or f"{'rejected' if approval.action == 'reject' else 'approved'} {candidate['id']} from a tuning run"
         if approval.action == "reject":
             store.record_rejection(workflow, stored.version, actor=approval.actor, reason=reason,
                                    evidence=evidence(state, candidate["id"]))
+            active = store.active(workflow)  # not the baseline: another run may have promoted since
             return Outcome(status="rejected", workflow=workflow, version=stored.version, from_version=baseline["version"],
                            message=f"{approval.actor} rejected {candidate['id']} (version {stored.version}); "
-                                   f"version {baseline['version']} stays active.")
+                                   + (f"version {active.version} stays active." if active else "no version is active."))
         try:
             store.promote(workflow, stored.version, expected_active=baseline["version"], actor=approval.actor,
                           reason=reason, evidence=evidence(state, candidate["id"]))
