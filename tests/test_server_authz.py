@@ -65,6 +65,7 @@ class Scene:
     spec: Path
     thread: str
     before: tuple = ()  # store_state before the attack
+    waits: str | None = "approval"  # what the thread must still wait at afterwards (None: nothing to check)
     refusals: list[tuple[str, int | None, str]] = field(default_factory=list)
 
     @property
@@ -161,9 +162,20 @@ async def replay_a_checkpoint_after_a_rejection(s: Scene) -> None:
     await dana.runs.wait(s.thread, "controller", context=s.context, command={"resume": {"action": "reject"}})
     history = await olly.threads.get_history(s.thread, limit=100)
     at_promote = next(h for h in history if h["next"] == ["promote"])
-    s.before = store_state(s.db, s.workflow)  # dana's rejection is not the attack
+    s.before, s.waits = store_state(s.db, s.workflow), None  # dana's rejection is not the attack
     await s.attempt("attack", olly.runs.wait(s.thread, "controller", context=s.context, input=None,
                                              checkpoint_id=at_promote["checkpoint"]["checkpoint_id"]))
+
+
+async def stop_a_live_experiment(s: Scene) -> None:
+    """dana starts a live experiment; olly may look at it, not stop it (that changes the split)."""
+    olly, dana = s.client("olly"), s.client("dana")
+    started = await dana.runs.wait(s.thread, "controller", context={**s.context, "experiment_share": 0.2},
+                                   command={"resume": {"action": "experiment"}})
+    assert started["__interrupt__"][0]["value"]["kind"] == "experiment_pending", started
+    s.before, s.waits = store_state(s.db, s.workflow), "experiment_pending"
+    await s.attempt("attack", olly.runs.wait(s.thread, "controller", context=s.context,
+                                             command={"resume": {"action": "stop", "actor": "dana"}}))
 
 
 async def cron_with_an_approvers_identity_planted(s: Scene) -> None:
@@ -231,6 +243,7 @@ CASES: dict[str, tuple[Callable[[Scene], Awaitable[None]], dict[str, int]]] = {f
     (update_state_of_a_copy_then_run_it, {"update": 403, "run": 403}),
     (create_a_thread_with_supersteps, {}),  # 201, with the refusal in its detail
     (replay_a_checkpoint_after_a_rejection, {}),  # runs; promote refuses olly
+    (stop_a_live_experiment, {"attack": 403}),
     (cron_with_an_approvers_identity_planted, {}),
     (assistant_with_an_approvers_identity_planted, {"create": 403, "attack": 403}),
     (change_the_controller_assistants_defaults, {"update": 403}),
@@ -266,11 +279,11 @@ def test_an_operator_never_changes_the_version_the_split_or_the_approver(server,
         for what, status, body in scene.refusals:  # a refusal says who may not do what, and why
             assert status == 401 or "needs the approver role" in body, (what, body)
 
-        async def still_parked() -> dict:
-            return await as_user(url, "olly").threads.get_state(scene.thread)
-        if name != "replay_a_checkpoint_after_a_rejection":  # the one case where dana answered first
-            state = asyncio.run(still_parked())
-            assert state["next"] == ["approve"] and state["tasks"][0]["interrupts"], state["next"]
+        async def waiting_at() -> list[str]:
+            state = await as_user(url, "olly").threads.get_state(scene.thread)
+            return [i["value"]["kind"] for task in state["tasks"] for i in task["interrupts"]]
+        if scene.waits:  # the thread still waits where it did: nothing was answered or skipped
+            assert asyncio.run(waiting_at()) == [scene.waits]
 
 
 def test_the_approvers_answer_is_recorded_as_the_approver(server, tmp_path):
