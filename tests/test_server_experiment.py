@@ -8,8 +8,10 @@ same database, and every look is a resume over the SDK. It proves, end to end ov
   the config store's split gives the candidate the context's ``experiment_share``;
 - an operator (no approver role) may resume that wait to look at the data, but gets a 403, and changes
   nothing, when resuming the approval the thread returns to with the live evidence;
-- the approver's approval ramps the candidate to 50%, and further looks end the run promoted: the
-  candidate is active, the split is gone and the history holds the promotion and both splits.
+- the approver's approval ramps the candidate to 50%; the operator's looks find the ramp holding its
+  guardrails but do not promote (an operator never changes the active version): the thread returns to
+  approval, and the approver's approval promotes: the candidate is active, the split is gone and the
+  history holds the promotion and both splits, all in the approver's name.
 """
 
 from __future__ import annotations
@@ -114,7 +116,13 @@ def test_a_live_experiment_over_the_api_ramps_and_promotes_with_roles_enforced(t
         with open_config_store(pg_url) as store:
             assert store.split("toy").weights == {1: 0.5, candidate: 0.5}
 
-        done = send_and_look_until_decided(url, pg_url, weak_toy_spec, thread, context, 400, first_user=100_000)
+        held = send_and_look_until_decided(url, pg_url, weak_toy_spec, thread, context, 400, first_user=100_000)
+        final = waiting(held)
+        assert final and final["kind"] == "approval", held.get("outcome")  # olly's look did not promote
+        assert any("held its guardrails; an approver's approval makes it active" in m["content"] for m in held["messages"])
+        with open_config_store(pg_url) as store:
+            assert store.active("toy").version == 1 and store.split("toy").weights == {1: 0.5, candidate: 0.5}
+        done = resume(url, "dana", thread, context, {"action": "approve"})
     assert done["outcome"]["status"] == "promoted", waiting(done)
     with open_config_store(pg_url) as store:
         assert store.active("toy").version == candidate and store.split("toy") is None

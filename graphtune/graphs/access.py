@@ -117,6 +117,22 @@ class AccessPolicy:
         raise AuthenticationError("invalid bearer token")
 
 
+_served_policy: AccessPolicy | None = None
+
+
+def serve_with(policy: AccessPolicy) -> AccessPolicy:
+    """Mark this process as a LangGraph server under ``policy`` (called by the server's auth module and
+    graph factories). With tokens required, a run that carries no authenticated caller may not write."""
+    global _served_policy
+    _served_policy = policy
+    return policy
+
+
+def served_policy() -> AccessPolicy | None:
+    """The policy this process serves under; None outside a LangGraph server (CLI, tests, notebooks)."""
+    return _served_policy
+
+
 def load_policy(env: Mapping[str, str] | None = None) -> AccessPolicy:
     """The policy the environment configures; ``AccessConfigError`` rather than a guess."""
     env = os.environ if env is None else env

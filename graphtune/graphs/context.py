@@ -58,6 +58,51 @@ def authenticated_caller() -> Caller | None:
     return Caller(identity=str(identity), permissions=tuple(configurable.get("langgraph_auth_permissions") or ()))
 
 
+class WriteRefused(PermissionError):
+    """The run's caller may not make this write; the message names who, what and the role it needs."""
+
+    def ends_branch(self, node: str):
+        """What a node returns instead of writing: this branch of the run ends, with a message and nothing else.
+
+        Such a run usually arrives with ``Command(goto=...)`` while the thread still waits at its
+        approval; that wait must stay intact for the approver's answer, so nothing but a message
+        (``messages`` merges concurrent writes) is written beside it."""
+        import logging
+
+        from langchain_core.messages import AIMessage
+        from langgraph.types import Command
+
+        logging.getLogger("graphtune.controller").warning("refused on thread %s: %s", current_thread_id(), self)
+        return Command(update={"messages": [AIMessage(f"Nothing changed: {self}.", name=node)]})
+
+
+def actor_for(role: str, what: str, claimed: str) -> str:
+    """The name a write (promotion, rejection, split, approval) is recorded under, checked as it happens.
+
+    On a LangGraph server with auth this is the run's authenticated caller, who must hold ``role``:
+    whoever parked or edited the state, the approver named there (``claimed``) counts for nothing, so
+    a copied thread, an injected state update or a replayed checkpoint cannot write in someone else's
+    name. ``claimed`` is used only where nobody is authenticated: auth explicitly off, or outside a
+    server (the CLI acts for the local user). A served run without a caller is refused when the server
+    requires tokens.
+    """
+    from graphtune.graphs.access import served_policy
+
+    caller = authenticated_caller()
+    policy = served_policy()
+    tokens_required = policy is not None and policy.mode == "tokens"
+    if caller is None:
+        if tokens_required:
+            raise WriteRefused(f"this run may not {what}: it has no authenticated caller, and that needs the {role} role")
+        return claimed
+    if not caller.verified and not tokens_required:
+        return claimed
+    if not caller.may(role):
+        roles = ", ".join(p for p in caller.permissions if p in ("approver", "operator")) or "none"
+        raise WriteRefused(f"{caller.identity} may not {what}: that needs the {role} role (theirs: {roles})")
+    return caller.identity
+
+
 def _env(name: str) -> str | None:
     return os.environ.get(name) or None
 
@@ -86,6 +131,13 @@ class ControllerContext:
     # tests and benchmarks plug in here; the product leaves them unset
     chat_model_factory: Callable[[], Any] | None = None  # builds the controller's chat model
     runner_factory: Callable[..., Any] | None = None  # builds an EvalRunner-compatible object for a spec
+
+    def __post_init__(self) -> None:
+        share = self.experiment_share
+        if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0.0 < share < 1.0:
+            # 1.0 would turn an approver's "experiment" into a promotion they did not choose
+            raise ValueError(f"context.experiment_share: expected a share of live traffic between 0 and 1 "
+                             f"(both excluded), e.g. 0.1; got {share!r}")
 
     def has_model(self) -> bool:
         return self.chat_model_factory is not None or bool(self.model)

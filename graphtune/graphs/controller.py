@@ -136,9 +136,9 @@ def build_controller_graph(recorder: TrajectoryRecorder | None = None, *, record
     builder.add_node("report", report)
     builder.add_node("record_progress", recording)
     builder.add_node("approve", approve, destinations=("promote", "approve", "evaluate", "experiment"))
-    builder.add_node("experiment", experiment, destinations=("experiment_wait", "promote", "approve"))
+    builder.add_node("experiment", experiment, destinations=("experiment_wait", "promote", "approve", "report"))
     builder.add_node("experiment_wait", experiment_wait, destinations=("experiment_wait", "experiment", "report"))
-    builder.add_node("promote", promote)
+    builder.add_node("promote", promote, destinations=("record",))
     builder.add_node("finish", finish)
     builder.add_node("record", recording)
 
@@ -150,7 +150,6 @@ def build_controller_graph(recorder: TrajectoryRecorder | None = None, *, record
     builder.add_conditional_edges("decide", after_decide)
     builder.add_edge("report", "record_progress")
     builder.add_edge("record_progress", "approve")
-    builder.add_edge("promote", "record")
     builder.add_edge("finish", "record")
     builder.add_edge("record", END)
     return builder

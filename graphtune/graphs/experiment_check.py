@@ -19,6 +19,10 @@ default 24), or schedule it with a server cron (``client.crons.create("experimen
 "*/10 * * * *")``). The server starts a cron's runs as the cron's creator without roles: with auth
 off that is allowed; with auth on (``graphtune.graphs.auth``) those runs are refused, so run the pass
 from an outside scheduler with an operator token, or use ``graphtune experiment check``.
+
+The looks this pass starts go through the server's in-process client and carry no authenticated
+caller. With auth on they may take a losing candidate's traffic back (as any look may), but a ramp
+they find complete returns to approval: the promotion is an approver's (``graphtune.nodes.experiment``).
 """
 
 from __future__ import annotations

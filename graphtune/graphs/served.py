@@ -23,10 +23,15 @@ _graphs: dict[str, VersionedGraphs] = {}  # per database URL: one compiled graph
 
 
 def controller():
-    """The controller, recording its own runs into the trace store the environment names."""
+    """The controller, recording its own runs into the trace store the environment names. Marks the
+    process as served under the environment's auth policy, so the nodes that write require an
+    authenticated caller when tokens are on, even in a worker process that never loaded auth.py."""
     from graphtune.backends.traces import traces_url_from_env
+    from graphtune.graphs.access import load_policy, serve_with
     from graphtune.graphs.controller import create_controller
     from graphtune.tracing.recorder import recorder_for
+
+    serve_with(load_policy())
 
     return create_controller(None, recorder=recorder_for(traces_url_from_env(), capture_state=False))
 

@@ -6,8 +6,9 @@ it runs again from the top, and everything before ``interrupt()`` is a pure read
 
 The resume value is validated. Anything invalid keeps the thread at approval with the error in the
 next interrupt's payload; an edit is checked against the search space and goes back to evaluate.
-On a LangGraph server with auth, the approver is the authenticated caller (the payload's ``actor``
-is ignored) and must hold the approver role; the server's auth handler already refuses others.
+On a LangGraph server with auth, the approver is the run's authenticated caller (the payload's
+``actor`` is ignored) and must hold the approver role (``graphtune.graphs.context.actor_for``); the
+server's auth handler already refuses others, and promote checks the caller again as it writes.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from langgraph.types import Command, Send, interrupt
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from graphtune.graphs.access import APPROVER
-from graphtune.graphs.context import ControllerContext, authenticated_caller, current_thread_id
+from graphtune.graphs.context import ControllerContext, WriteRefused, actor_for, current_thread_id
 from graphtune.graphs.state import Approval, CandidateRecord, ControllerState, EvalTask
 from graphtune.llm import model_available
 from graphtune.spec import load_spec
@@ -110,13 +111,13 @@ def parse_approval(value: Any) -> Approval:
 
 
 def approver_checked(approval: Approval) -> Approval:
-    """The approval in the name of the authenticated caller, when the server authenticated one."""
-    caller = authenticated_caller()
-    if caller is None or not caller.verified:
-        return approval
-    if not caller.may(APPROVER):
-        raise ValueError(f"{caller.identity} is not an approver")
-    return approval.model_copy(update={"actor": caller.identity})
+    """The approval in the name of the run's authenticated caller, who must be an approver
+    (``graphtune.graphs.context.actor_for``); the payload's ``actor`` counts only without auth."""
+    try:
+        actor = actor_for(APPROVER, f"{approval.action} a candidate", approval.actor)
+    except WriteRefused as refused:
+        raise ValueError(str(refused)) from None
+    return approval.model_copy(update={"actor": actor})
 
 
 def reported_candidate(state: ControllerState) -> str | None:

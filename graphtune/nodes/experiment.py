@@ -12,6 +12,13 @@ holding no worker. Every resume (``graphtune experiment check``, the SDK) is ano
   traffic back and returns to approval.
 - ``{"action": "stop"}`` as a resume, or ``graphtune experiment stop WORKFLOW`` (the split cleared
   under the thread), ends the experiment and returns to approval.
+
+Every split a person causes (the experiment, each ramp step, a stop) and the promotion at the end of
+the ramp are checked as they happen against the run's authenticated caller (``actor_for``): on a
+server with auth only an approver's run makes them, recorded in the approver's name. An operator may
+look (resume the wait); a look that finds the ramp complete returns to approval instead of promoting.
+The one write any look makes is the automatic one: traffic taken back from a candidate whose live
+data says stop (actor ``graphtune``), which only returns the split to the approved baseline.
 """
 
 from __future__ import annotations
@@ -26,7 +33,8 @@ from langgraph.types import Command, interrupt
 from pydantic import BaseModel
 
 from graphtune.backends.configs import ConflictError
-from graphtune.graphs.context import ControllerContext
+from graphtune.graphs.access import APPROVER
+from graphtune.graphs.context import ControllerContext, WriteRefused, actor_for
 from graphtune.graphs.state import Approval, ControllerState, ExperimentRecord
 from graphtune.tuning.experiment import LiveLook, judge, live_plan, next_share
 from graphtune.tuning.request import TuningRequest
@@ -57,6 +65,7 @@ def _candidate(state: ControllerState, candidate_id: str) -> dict:
 
 def _set_split(ctx: ControllerContext, state: ControllerState, approval: Approval, previous: ExperimentRecord | None,
                share: float, stage: str) -> ExperimentRecord:
+    """The candidate's share of traffic, written as ``approval.actor`` (already checked by the caller)."""
     workflow = state["report"]["workflow"]
     baseline = state["baseline"]["version"]
     candidate = _candidate(state, approval.candidate_id)
@@ -93,6 +102,17 @@ async def experiment(state: ControllerState, runtime: Runtime[ControllerContext]
         stage, share = "experiment", ctx.experiment_share
     else:  # approved after live evidence, or a ramp step passed: the next step
         stage, share = "ramp", next_share(previous.share if previous else 0.0) or 1.0
+    workflow = state["report"]["workflow"]
+    try:
+        actor = actor_for(APPROVER, f"promote {approval.candidate_id} of {workflow}" if share >= 1.0
+                          else f"give {approval.candidate_id} {share:.0%} of {workflow}'s traffic", approval.actor)
+    except WriteRefused as refused:
+        if previous is not None and previous.stage == "ramp" and approval.action == "approve":  # a look: the ramp held
+            return _back_to_approval(previous.model_copy(update={"status": "decided"}),
+                                     f"The ramp of {previous.candidate_id} at {previous.share:.0%} held its guardrails; "
+                                     f"an approver's approval makes it active ({refused}).")
+        return refused.ends_branch("experiment")
+    approval = approval.model_copy(update={"actor": actor})
     if share >= 1.0:
         return Command(goto="promote", update={"messages": [AIMessage("Ramp complete: promoting.", name="experiment")]})
     try:
@@ -165,7 +185,11 @@ async def experiment_wait(state: ControllerState, runtime: Runtime[ControllerCon
                                 reasons=look.verdict.reasons)
     answer: Any = interrupt(payload.model_dump(mode="json"))
     if isinstance(answer, dict) and str(answer.get("action", "")).lower() == "stop":
-        actor = str(answer.get("actor") or "anonymous")
+        try:
+            actor = actor_for(APPROVER, f"stop the {record.stage} of {record.candidate_id}", str(answer.get("actor") or "anonymous"))
+        except WriteRefused as refused:
+            return Command(goto="experiment_wait", update={"messages": [
+                AIMessage(f"Not stopped: {refused}.", name="experiment_wait")]})
         await asyncio.to_thread(take_back, ctx, record, actor, str(answer.get("comment") or "experiment stopped"))
         return _back_to_approval(record.model_copy(update={"status": "stopped"}), f"{actor} stopped the {record.stage}.")
     return Command(goto="experiment_wait", update={"experiment": record.model_dump(mode="json")})

@@ -4,6 +4,11 @@ Approval makes the candidate the active version only if the active version is st
 this run measured against; otherwise nothing changes and the outcome says to tune again. A
 rejection is logged against the candidate's stored version. ``finish`` ends a run with nothing to
 approve. Both end the run, so both release its claim on the workflow.
+
+Who may write is decided here, as the write happens, from the run's authenticated caller
+(``actor_for``), never from the approval in the state: on a server with auth only an approver's run
+promotes or rejects, and the change log names that approver. A run of anyone else that reaches this
+node (a copied thread, a replayed checkpoint) changes nothing; the thread keeps waiting for an approver.
 """
 
 from __future__ import annotations
@@ -14,9 +19,11 @@ import logging
 
 from langchain_core.messages import AIMessage
 from langgraph.runtime import Runtime
+from langgraph.types import Command
 
 from graphtune.backends.configs import ConflictError
-from graphtune.graphs.context import ControllerContext, current_thread_id
+from graphtune.graphs.access import APPROVER
+from graphtune.graphs.context import ControllerContext, WriteRefused, actor_for, current_thread_id
 from graphtune.graphs.state import Approval, ControllerState, ExperimentRecord, Outcome
 from graphtune.nodes.experiment import take_back
 
@@ -39,13 +46,14 @@ def _apply(ctx: ControllerContext, state: ControllerState, approval: Approval) -
     with ctx.config_store() as store:
         stored = store.put(workflow, candidate["config"], actor=approval.actor, source="controller",
                            note=f"{candidate['id']} ({candidate['proposer']}): {candidate['rationale']}"[:500])
-        reason = approval.comment or f"{approval.action}d {candidate['id']} from a tuning run"
+        reason = approval.comment or f"{'rejected' if approval.action == 'reject' else 'approved'} {candidate['id']} from a tuning run"
         if approval.action == "reject":
             store.record_rejection(workflow, stored.version, actor=approval.actor, reason=reason,
                                    evidence=evidence(state, candidate["id"]))
+            active = store.active(workflow)  # not the baseline: another run may have promoted since
             return Outcome(status="rejected", workflow=workflow, version=stored.version, from_version=baseline["version"],
                            message=f"{approval.actor} rejected {candidate['id']} (version {stored.version}); "
-                                   f"version {baseline['version']} stays active.")
+                                   + (f"version {active.version} stays active." if active else "no version is active."))
         try:
             store.promote(workflow, stored.version, expected_active=baseline["version"], actor=approval.actor,
                           reason=reason, evidence=evidence(state, candidate["id"]))
@@ -76,15 +84,22 @@ def release_claim(ctx: ControllerContext, state: ControllerState) -> None:
                     workflow, holder, error, workflow)
 
 
-async def promote(state: ControllerState, runtime: Runtime[ControllerContext]) -> dict:
+async def promote(state: ControllerState, runtime: Runtime[ControllerContext]) -> Command:
     ctx = runtime.context or ControllerContext()
     approval = Approval.model_validate(state["approval"])
+    workflow = (state.get("report") or {}).get("workflow")
+    try:
+        actor = actor_for(APPROVER, f"{approval.action} {approval.candidate_id} of {workflow}", approval.actor)
+    except WriteRefused as refused:
+        return refused.ends_branch("promote")
+    approval = approval.model_copy(update={"actor": actor})
     if approval.action == "reject" and state.get("experiment"):  # its live traffic goes back first
         record = ExperimentRecord.model_validate(state["experiment"])
-        await asyncio.to_thread(take_back, ctx, record, approval.actor, approval.comment or "rejected")
+        await asyncio.to_thread(take_back, ctx, record, actor, approval.comment or "rejected")
     outcome = await asyncio.to_thread(_apply, ctx, state, approval)
     await asyncio.to_thread(release_claim, ctx, state)
-    return {"outcome": outcome.model_dump(mode="json"), "messages": [AIMessage(outcome.message, name="promote")]}
+    return Command(goto="record", update={"outcome": outcome.model_dump(mode="json"),
+                                          "messages": [AIMessage(outcome.message, name="promote")]})
 
 
 async def finish(state: ControllerState, runtime: Runtime[ControllerContext]) -> dict:

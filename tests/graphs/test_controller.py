@@ -115,6 +115,21 @@ def test_a_promotion_meanwhile_makes_approval_a_conflict_not_an_overwrite(db, we
         assert store.active("toy").version == other.version
 
 
+def test_a_rejection_after_another_promotion_names_the_version_actually_active(db, weak_toy_spec):
+    """Issue 17, item 5: the rejection used to say the run's baseline "stays active" although someone
+    had promoted another version meanwhile."""
+    parked = start(db, weak_toy_spec)
+    with open_config_store(db) as store:
+        other = store.put("toy", {"answer": {"quality": "good", "delay_s": 0.002}}, actor="ops", source="manual")
+        store.promote("toy", other.version, expected_active=1, actor="ops", reason="hotfix")
+    done = resume(db, parked.thread_id, {"action": "reject", "actor": "sam"})
+    assert done.outcome["status"] == "rejected"
+    assert f"version {other.version} stays active" in done.outcome["message"], done.outcome["message"]
+    assert "version 1 stays active" not in done.outcome["message"]
+    with open_config_store(db) as store:
+        assert store.active("toy").version == other.version
+
+
 def test_pending_lists_parked_threads_only(db, weak_toy_spec):
     parked = start(db, weak_toy_spec)
     listed = asyncio.run(controller(db).pending())
