@@ -52,7 +52,7 @@ def run(db, spec, thread_id: str, graph_input, caller, **context) -> dict:
     async def go():
         async with open_checkpointer(db) as saver:
             graph = create_controller(saver, record=False)
-            ctx = ControllerContext(database_url=db, traces_url=db, batch_size=2, seed=3, **context)
+            ctx = ControllerContext(database_url=db, traces_url=db, batch_size=2, seed=2, **context)
             await graph.ainvoke(graph_input, config(thread_id, caller), context=ctx)
             snapshot = await graph.aget_state(config(thread_id, None))
         waits = [i.value for task in snapshot.tasks for i in task.interrupts]
