@@ -102,6 +102,7 @@ class ControllerState(TypedDict):
     baseline: NotRequired[dict | None]  # CandidateRecord of the active config, plus "version"
     round: NotRequired[int]
     observation: NotRequired[dict | None]  # tuning.hotspots.Observation, samples trimmed
+    eval_observation: NotRequired[dict | None]  # the same, from this run's own eval trajectories
     candidates: NotRequired[Annotated[list[dict], extend]]  # CandidateRecord, every round
     rejected_proposals: NotRequired[Annotated[list[dict], extend]]  # {round, proposer, candidate, reasons}
     evals: NotRequired[Annotated[dict[str, dict], merge_dicts]]  # config_hash -> EvalReport

@@ -250,7 +250,7 @@ def _success(request: TuningRequest, source: str, usage: list[dict]) -> dict:
 
 
 def _fresh_run() -> dict[str, Any]:
-    return {"baseline": None, "observation": None, "decision": None, "report": None, "approval": None,
+    return {"baseline": None, "observation": None, "eval_observation": None, "decision": None, "report": None, "approval": None,
             "approval_error": None, "outcome": None, "tuning_claim": None, "experiment": None,
             "candidates": Overwrite([]), "rejected_proposals": Overwrite([]), "evals": Overwrite({})}
 

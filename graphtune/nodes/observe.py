@@ -38,6 +38,23 @@ def _observe(ctx: ControllerContext, spec, window: str | None):
         return find_hot_spots(store, spec.workflow, spec.observe, window_s=window_s, max_samples=MAX_SAMPLES)
 
 
+def _observe_evals(ctx: ControllerContext, spec, since: float):
+    """Hot spots of this run's own eval trajectories (every config evaluated since it started)."""
+    import time
+
+    with ctx.trace_store() as store:
+        return find_hot_spots(store, spec.workflow, spec.observe, window_s=max(time.time() - since, 1.0) + 1.0,
+                              max_samples=MAX_SAMPLES, source="eval")
+
+
+def eval_summary(obs) -> str:
+    if not obs.hot_spots:
+        return f"This run's {obs.runs} eval runs show no hot spot."
+    spots = "; ".join(f"{h.node} ({h.reasons[0]}" + (f", e.g. {h.errors[0].type}: {h.errors[0].message}" if h.errors else "") + ")"
+                      for h in obs.hot_spots[:3])
+    return f"This run's {obs.runs} eval runs show hot spots: {spots}."
+
+
 def summary(obs) -> str:
     head = f"Observed {obs.runs} production runs of {obs.workflow} in the last {fmt_window(obs.window_s)}"
     if not obs.hot_spots:
@@ -72,9 +89,14 @@ async def observe(state: ControllerState, runtime: Runtime[ControllerContext]) -
         baseline = await asyncio.to_thread(_active_baseline, ctx, spec)
         update["baseline"] = baseline
     obs = await asyncio.to_thread(_observe, ctx, spec, ctx.observe_window)
-    text = summary(obs)
-    if "baseline" in update:
+    first = "baseline" in update
+    text = summary(obs) if first else ""  # production is said once, not again every round
+    if first:
         text += f" Baseline: active config version {baseline['version']}."
+    if state.get("evals") and state.get("started_at"):
+        evals_obs = await asyncio.to_thread(_observe_evals, ctx, spec, float(state["started_at"]))
+        update["eval_observation"] = evals_obs.model_dump(mode="json")
+        text = (text + " " + eval_summary(evals_obs)).strip()
     update["observation"] = obs.model_dump(mode="json")
-    update["messages"] = [AIMessage(text, name="observe")]
+    update["messages"] = [AIMessage(text or "Production traffic as observed in the first round.", name="observe")]
     return update

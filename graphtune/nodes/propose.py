@@ -40,6 +40,8 @@ from graphtune.tuning.llm_proposer import (
 )
 from graphtune.tuning.request import TuningRequest
 from graphtune.tuning.search import Observation as SearchObservation
+from graphtune.tuning.configs import get_path
+from graphtune.tuning.evidence import evidence_moves, named_paths
 from graphtune.tuning.search import SearchProposer, focus_from_hot_spots
 from graphtune.tuning.space import SearchSpace
 
@@ -94,16 +96,18 @@ async def propose(state: ControllerState, runtime: Runtime[ControllerContext]) -
         inputs = prompt_inputs(
             workflow=spec.workflow, description=spec.description, goal=request.goal, guardrails=request.guardrails,
             space=space, config=baseline.config, observation=_observation(state.get("observation")),
-            baseline=base_tried, history=tried, n=n, model_available=workflow_model)
+            baseline=base_tried, history=tried, n=n, model_available=workflow_model,
+            eval_observation=_observation(state.get("eval_observation")))
         llm, rejected, usage = await _ask_model(ctx, render_prompt("propose", **inputs), n, space=space,
                                                 base_config=baseline.config, known=known, out_of_scope=out_of_scope,
                                                 model_available=workflow_model)
         update["controller_usage"] = [{"step": "propose", **usage}]
 
     observation = _observation(state.get("observation"))
-    hot_spots = [(h.node, h.severity) for h in observation.hot_spots] if observation else []
+    evals_seen = _observation(state.get("eval_observation"))
+    hot_spots = [(h.node, h.severity) for obs in (observation, evals_seen) if obs for h in obs.hot_spots]
     search = await _search(space, request, ctx, baseline, base_tried, tried, known, n - len(llm), workflow_model,
-                           hot_spots)
+                           hot_spots, evals_seen.hot_spots if evals_seen else [])
     next_id = 1 + sum(1 for c in earlier if c.id.startswith("c"))
     records = [
         CandidateRecord(id=f"c{next_id + i}", round=round_, proposer=a.candidate.proposer, mutations=a.candidate.mutations,
@@ -170,9 +174,10 @@ async def _ask_model(ctx: ControllerContext, prompt: str, n: int, **screening: A
 # -- the search proposer ------------------------------------------------------------------------
 async def _search(space: SearchSpace, request: TuningRequest, ctx: ControllerContext, baseline: CandidateRecord,
                   base_tried: TriedConfig, tried: list[TriedConfig], known: dict[str, str], n: int,
-                  workflow_model: bool, hot_spots: list[tuple[str, float]]) -> list[Accepted]:
+                  workflow_model: bool, hot_spots: list[tuple[str, float]], eval_spots: list) -> list[Accepted]:
     """Up to n search candidates, warm-started from every evaluated config, none already known;
-    the local start moves the tunables that name production hot spots first."""
+    the local start moves the tunables that name hot spots first, and with nothing feasible yet it
+    first tries the moves the eval runs' failures point to (``tuning.evidence``)."""
     if n <= 0:
         return []
     history = [SearchObservation(config=t.config, score=t.value if t.value is not None else math.nan,
@@ -182,8 +187,14 @@ async def _search(space: SearchSpace, request: TuningRequest, ctx: ControllerCon
     evaluated = {t.config_hash for t in [base_tried, *tried] if t.evaluated}
     unknown_to_search = sum(1 for h in known if h not in evaluated)
     searcher = SearchProposer(space, direction=request.goal.direction, seed=ctx.seed, model_available=workflow_model)
-    focus = focus_from_hot_spots([p.path for p in searcher.params], hot_spots)
-    proposals = await asyncio.to_thread(searcher.propose, baseline.config, history, n + unknown_to_search, focus)
+    paths = [p.path for p in searcher.params]
+    focus = focus_from_hot_spots(paths, hot_spots)
+    for spot in eval_spots:  # a tunable the failures name is moved first
+        for path, strength in named_paths(spot, paths, lambda p: get_path(baseline.config, p, None)).items():
+            focus[path] = focus.get(path, 1.0) + strength * max(spot.severity, 1.0)
+    domains = {p.path: p.domain for p in searcher.params}
+    proposals = await asyncio.to_thread(searcher.propose, baseline.config, history, n + unknown_to_search, focus,
+                                        lambda config: evidence_moves(eval_spots, domains, lambda p: get_path(config, p, None)))
     return screen(proposals, space=space, base_config=baseline.config, known=known, proposer="optuna", limit=n,
                   model_available=workflow_model).accepted
 

@@ -517,12 +517,14 @@ def _spot_line(spot: HotSpot) -> str:
         line += f"; {fmt_pct(spot.share_of_run_time)} of run time"
     if not any("calls failed" in r or "runs failed" in r for r in spot.reasons):
         line += f" ({spot.stats.count} {_what(spot.node)})"
+    if spot.errors:
+        line += "; failures: " + "; ".join(f"{e.count}x {e.type}: {e.message}" for e in spot.errors[:3])
     return line
 
 
 def format_observation(obs: Observation) -> str:
     """A short plain-text summary for a chat message."""
-    head = f"{obs.workflow}, last {fmt_window(obs.window_s)}: {obs.runs} production run{'s' if obs.runs != 1 else ''}"
+    head = f"{obs.workflow}, last {fmt_window(obs.window_s)}: {obs.runs} {obs.source} run{'s' if obs.runs != 1 else ''}"
     run = next((s for s in obs.node_stats if s.node == RUN_NODE), None)
     if run is not None and run.count:
         head += f", p95 {fmt_ms(run.p95_ms)}, {fmt_pct(run.error_rate)} failed"

@@ -236,7 +236,8 @@ def format_history(baseline: TriedConfig, tried: Sequence[TriedConfig], goal: Tu
 
 def prompt_inputs(*, workflow: str, description: str, goal: TuningGoal, guardrails: list[Guardrail],
                   space: SearchSpace, config: dict, observation: Observation | None,
-                  baseline: TriedConfig, history: Sequence[TriedConfig], n: int, model_available: bool) -> dict[str, str]:
+                  baseline: TriedConfig, history: Sequence[TriedConfig], n: int, model_available: bool,
+                  eval_observation: Observation | None = None) -> dict[str, str]:
     """The values ``prompts/propose.md`` is rendered with."""
     return {
         "workflow": workflow,
@@ -248,6 +249,8 @@ def prompt_inputs(*, workflow: str, description: str, goal: TuningGoal, guardrai
         "config": json.dumps(config, indent=2, ensure_ascii=False),
         "hot_spots": format_hot_spots(observation),
         "samples": format_samples(observation),
+        "eval_hot_spots": format_hot_spots(eval_observation) if eval_observation else "(no eval runs yet)",
+        "eval_samples": format_samples(eval_observation),
         "history": format_history(baseline, history, goal),
         "n": str(n),
     }

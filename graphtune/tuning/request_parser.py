@@ -381,6 +381,9 @@ _GOAL_RULES: list[tuple[re.Pattern, str]] = [
     (re.compile(r"\btoo\s+slow\b|\bslow(?:ly|er|ness)?\b|\bfaster\b|\bquicker\b|\bspeed(?:\s*up)?\b|\blatency(?:_ms)?\b"
                 r"|\bresponse\s+times?\b|\bp(?:95|50)\b"), "latency_ms"),
     (re.compile(r"\btoo\s+expensive\b|\bexpensive\b|\bcheaper\b|\bcosts?\b|\bcost_usd\b|\bspend(?:ing)?\s+less\b|\bsave\s+money\b|\bpricey\b"), "cost_usd"),
+    # "fails too many tasks" / "succeed more often" is about task success (the answers), not exceptions
+    (re.compile(r"\bfail(?:s|ing|ed)?\s+(?:too\s+many|most|many|a\s+lot\s+of|half\s+(?:of\s+)?(?:the|its|our))?\s*(?:of\s+)?(?:the\s+|its\s+|our\s+)?"
+                r"(?:tasks?|tickets?|questions?|requests?|examples?|cases?|orders?)\b|\bsucce(?:ed|eds|eding|ss(?:ful(?:ly)?)?)\b"), "quality"),
     (re.compile(r"\btoo\s+many\s+errors\b|\berrors?\b|\berror\s+rate\b|\bfail(?:ing|s|ures?|ed)?\b|\bcrash(?:es|ing)?\b|\bunreliable\b"), "error"),
     (re.compile(r"\bfewer\s+tokens\b|\btokens?\b|\btoken\s+usage\b|\btotal_tokens\b"), "total_tokens"),
     (re.compile(r"\b(?:improve|increase|boost|raise|better)\s+(?:the\s+)?(?:answer\s+)?(?:accuracy|quality|answers?)\b"

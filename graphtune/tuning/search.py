@@ -136,10 +136,12 @@ class SearchProposer:
         self._distributions = {p.path: p.distribution for p in self.params}
 
     def propose(self, base_config: dict, history: list[Observation], n: int,
-                focus: dict[str, float] | None = None) -> list[Candidate]:
+                focus: dict[str, float] | None = None, moves_from=None) -> list[Candidate]:
         """Up to n new valid candidates (as mutations of base_config), none equal to a config in history or to each other.
 
         ``focus``: tunable path -> weight (default 1) for the local start's choice of what to move.
+        ``moves_from(config)``: the directed moves evidence points to from ``config``
+        (``tuning.evidence.Move``), tried first while nothing feasible is known.
         """
         if n <= 0 or not self.params:
             return []
@@ -150,7 +152,7 @@ class SearchProposer:
             study = self._new_study(call_seed)
             used, skipped = self._warm_start(study, history)
             if used < self.n_startup_trials:
-                return self._local_start(base_config, history, n, seen, random.Random(call_seed), focus or {})
+                return self._local_start(base_config, history, n, seen, random.Random(call_seed), focus or {}, moves_from)
             rationale = self._rationale(used, skipped)
             for _ in range(max(_MIN_ASKS, _ASKS_PER_CANDIDATE * n)):
                 if len(candidates) == n:
@@ -179,7 +181,7 @@ class SearchProposer:
     # -- internals -------------------------------------------------------------------------------
 
     def _local_start(self, base_config: dict, history: list[Observation], n: int, seen: set[str],
-                     rng: random.Random, focus: dict[str, float]) -> list[Candidate]:
+                     rng: random.Random, focus: dict[str, float], moves_from=None) -> list[Candidate]:
         """Neighbours of the best feasible config so far: one or two tunables moved (see the module docstring)."""
         good = [o for o in history if o.feasible and math.isfinite(o.score) and isinstance(o.config, dict)]
         sign = 1.0 if self.direction == "maximize" else -1.0
@@ -198,6 +200,17 @@ class SearchProposer:
         candidates: list[Candidate] = []
         # configs moved from ``best`` already: a tunable moved before is drawn less, so a batch covers more of them
         batch = [o.config for o in history if isinstance(o.config, dict)]
+        no_feasible = not good and (lost or not [o for o in history if o.feasible])
+        for config, why in self._directed(best, moves_from, rng) if moves_from and (no_feasible or lost) else []:
+            if len(candidates) == n:
+                break
+            config = self._repair(config, rng)
+            candidate = None if config is None else self._candidate(base_config, config, f"evidence from the eval runs: {why}")
+            if candidate is None or _config_key(config, self.params) in seen:
+                continue
+            seen.add(_config_key(config, self.params))
+            batch.append(config)
+            candidates.append(candidate)
         for _ in range(max(_MIN_ASKS, _ASKS_PER_CANDIDATE * n) * 2):
             if len(candidates) == n:
                 break
@@ -222,7 +235,35 @@ class SearchProposer:
             seen.add(_config_key(config, self.params))
             batch.append(config)
             candidates.append(candidate)
+        for _ in range(_ASKS_PER_CANDIDATE * n):  # a small space ran out of neighbours: random points fill the batch
+            if len(candidates) == n:
+                break
+            config = best
+            for param in self.params:
+                config = set_path(config, param.path, _anywhere(param, rng))
+            config = self._repair(config, rng)
+            candidate = None if config is None else self._candidate(
+                base_config, config, f"random start sample: no untried neighbour of {where} left")
+            if candidate is None or _config_key(config, self.params) in seen:
+                continue
+            seen.add(_config_key(config, self.params))
+            candidates.append(candidate)
         return candidates
+
+    def _directed(self, best: dict, moves_from, rng: random.Random) -> list[tuple[dict, str]]:
+        """Configs the evidence points to from ``best``: every move at its nearest value, then every
+        move at its farthest, then the strongest move alone."""
+        moves = [m for m in moves_from(best) if m.values]
+        if not moves:
+            return []
+        out = []
+        for pick in (0, -1):
+            config = best
+            for move in moves:
+                config = set_path(config, move.path, move.values[pick])
+            out.append((config, "; ".join(f"{m.path}={m.values[pick]!r}: {m.why}" for m in moves)))
+        out.append((set_path(best, moves[0].path, moves[0].values[0]), f"{moves[0].path}={moves[0].values[0]!r}: {moves[0].why}"))
+        return out
 
     def _new_study(self, call_seed: int) -> optuna.Study:
         with warnings.catch_warnings():
@@ -343,6 +384,20 @@ def _weighted_sample(params: list[_Param], weights: list[float], count: int, rng
                 pool.pop(index)
                 break
     return chosen
+
+
+def _anywhere(param: _Param, rng: random.Random) -> Any:
+    """A value drawn uniformly from the domain (log-uniformly on a log range)."""
+    domain = param.domain
+    if isinstance(domain, BoolDomain):
+        return rng.random() < 0.5
+    if isinstance(domain, ChoiceDomain):
+        return rng.choice(domain.values)
+    if domain.log:
+        raw = math.exp(rng.uniform(math.log(domain.low), math.log(domain.high)))
+    else:
+        raw = rng.uniform(domain.low, domain.high)
+    return param.from_optuna(round(raw) if isinstance(domain, IntDomain) else raw)
 
 
 def _nearby(param: _Param, value: Any, rng: random.Random, *, far: bool = False) -> Any:

@@ -270,9 +270,9 @@ def test_the_search_history_uses_the_request_goal_and_guardrails(monkeypatch):
     seen = {}
 
     class Spy(node.SearchProposer):
-        def propose(self, base_config, history, n, focus=None):
+        def propose(self, base_config, history, n, focus=None, moves_from=None):
             seen["direction"], seen["history"] = self.direction, history
-            return super().propose(base_config, history, n, focus)
+            return super().propose(base_config, history, n, focus, moves_from)
 
     monkeypatch.setattr(node, "SearchProposer", Spy)
     fast = record("c1", 1, rag__top_k=1)
