@@ -376,7 +376,8 @@ def _describe(best: Comparison) -> str:
 
 # Without a budget from the person, the search stops early once the best has not improved for
 # PATIENCE_ROUNDS rounds in a row that together tried at least PATIENCE_CANDIDATES candidates (small
-# batches get as many tries as big ones). A budget the person gave is spent in full.
+# batches get as many tries as big ones), provided it has a candidate to show. A budget the person
+# gave is spent in full.
 PATIENCE_ROUNDS = 2
 PATIENCE_CANDIDATES = 8
 
@@ -460,7 +461,9 @@ def decide(state: dict, now: float | None = None) -> Decision:
     tried_in_vain = sum(1 for c in comparisons if round_of[c.candidate_id] > round_ - stale)
 
     best_text = _describe(best) if best else None
-    patient = bool(request.budget.given) or round_ <= 1 or stale < PATIENCE_ROUNDS or tried_in_vain < PATIENCE_CANDIDATES
+    # patience only ends a search that has something to show: with nothing feasible and better yet, the budget goes on
+    patient = (bool(request.budget.given) or best is None or round_ <= 1 or stale < PATIENCE_ROUNDS
+               or tried_in_vain < PATIENCE_CANDIDATES)
     ended_by = ""
     if best and best.improves and best.meets_target:
         next_step, reason, ended_by = "approve", f"target met: {best_text}", "target"
