@@ -448,7 +448,10 @@ def decide(state: dict, now: float | None = None) -> Decision:
     ranked = [c for c in comparisons if c.feasible and c.goal.delta is not None]
     improving = [c for c in ranked if c.improves]
     ahead = [c for c in ranked if c.ahead()]
-    best = max(improving or ahead, key=gain, default=None)
+    pool = improving or ahead
+    # a candidate over a limit in point estimate (passed only within noise) is shown only when nothing else improves
+    clear = [c for c in pool if not any(g.uncertain for g in c.guardrails)]
+    best = max(clear or pool, key=gain, default=None)
 
     def best_gain_by(r: int) -> float:  # 0.0: the baseline itself
         return max([0.0, *(gain(c) for c in ranked if round_of[c.candidate_id] <= r)])

@@ -197,6 +197,9 @@ class SearchProposer:
         where = "the baseline" if from_baseline else "the best config so far"
         if lost:
             where += " (every result so far breaks a guardrail: moving several tunables far, toward feasibility)"
+        elif from_baseline and len(history) > 2:  # neighbours of the baseline have not beaten it: look further out
+            lost = True
+            where += " (no neighbour tried so far beats it: moving several tunables far)"
         candidates: list[Candidate] = []
         # configs moved from ``best`` already: a tunable moved before is drawn less, so a batch covers more of them
         batch = [o.config for o in history if isinstance(o.config, dict)]
