@@ -248,6 +248,9 @@ def parse_spec(raw: Any, path: Path | None = None) -> WorkflowSpec:
     where = str(path) if path else "spec"
     if not isinstance(raw, dict):
         raise SpecError(f"{where}: expected a mapping at the top level, got {type(raw).__name__}")
+    retyped = _yaml_retyped_choices(raw)
+    if retyped:
+        raise SpecError(f"{where}: " + "; ".join(retyped))
     try:
         spec = WorkflowSpec.model_validate(raw)
     except ValidationError as exc:
@@ -265,6 +268,24 @@ def parse_spec(raw: Any, path: Path | None = None) -> WorkflowSpec:
     if problems:
         raise SpecError(f"{where}: " + "; ".join(problems))
     return spec
+
+
+def _yaml_retyped_choices(raw: dict) -> list[str]:
+    """Choice values YAML turned into something else: among text choices, a bare ``off``/``no``/``on``/``yes``
+    becomes a boolean and ``1.0`` a number, so the workflow would be handed ``False`` where it expects "off"."""
+    problems = []
+    for path, domain in (raw.get("tunables") or {}).items():
+        if not isinstance(domain, dict) or domain.get("type") != "choice" or not isinstance(domain.get("values"), list):
+            continue
+        values = domain["values"]
+        if not any(isinstance(v, str) for v in values):
+            continue
+        for index, value in enumerate(values):
+            if isinstance(value, (bool, int, float)):
+                kind = "a boolean" if isinstance(value, bool) else "a number"
+                problems.append(f"tunables.{path}.values[{index}]: YAML read {value!r} as {kind} among text choices; "
+                                f"quote it (e.g. \"off\", \"1.0\") if the workflow expects text")
+    return problems
 
 
 def _benchmark_problems(spec: WorkflowSpec) -> list[str]:

@@ -184,3 +184,14 @@ def test_benchmark_grid_rejects_empty_and_duplicate_values(tmp_path):
     assert "expected at least one value" in error_of(tmp_path, {**GOOD, "benchmark": {"grid": {"rag.top_k": []}}})
     assert "duplicate value(s) [4]" in error_of(tmp_path, {**GOOD, "benchmark": {"grid": {"rag.top_k": [4, 4]}}})
     assert "benchmark.grid: " in error_of(tmp_path, {**GOOD, "benchmark": {"grid": {}}})
+
+
+def test_choice_values_yaml_turns_into_booleans_or_numbers_are_flagged(tmp_path):
+    path = tmp_path / "graphtune.yaml"
+    text = yaml.safe_dump({**GOOD, "tunables": {}}) + "tunables:\n  cache.mode: {type: choice, values: [off, lru, 1.0]}\n"
+    path.write_text(text)
+    with pytest.raises(SpecError) as error:
+        load_spec(path)
+    message = str(error.value)
+    assert "tunables.cache.mode.values[0]: YAML read False as a boolean" in message
+    assert "tunables.cache.mode.values[2]: YAML read 1.0 as a number" in message

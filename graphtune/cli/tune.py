@@ -19,6 +19,7 @@ from rich.markdown import Markdown
 from graphtune.cli.common import JsonOpt, console, fail, print_json
 from graphtune.graphs.context import ControllerContext
 from graphtune.graphs.local_controller import LocalController, RunResult
+from graphtune.tuning.decision import Spent
 
 DbOpt = Annotated[Optional[str], typer.Option("--db", help="Database URL for checkpoints, configs, traces and the eval cache. Default: GRAPHTUNE_DATABASE_URL or sqlite:///.graphtune/graphtune.db")]
 AsOpt = Annotated[Optional[str], typer.Option("--as", help="Who approves (default: the OS user).")]
@@ -74,6 +75,10 @@ def _summary(result: RunResult) -> dict:
                    resume_with=f"graphtune approve {result.thread_id}  |  graphtune reject {result.thread_id}")
     if result.outcome:
         out["outcome"] = result.outcome
+    decision = result.values.get("decision") or {}
+    out["spent"] = decision.get("spent") or Spent().model_dump()  # what the run used, on every outcome (zeros before any eval)
+    if decision.get("ended_by"):
+        out["ended_by"] = decision["ended_by"]
     return out
 
 

@@ -494,6 +494,12 @@ def decide(state: dict, now: float | None = None) -> Decision:
                 reason += f" (and the baseline itself breaks {'; '.join(base_broken)})"
     if skipped:
         reason += f" (no eval report for {', '.join(skipped)}: skipped)"
+    if next_step != "propose" and goal.target_change is not None:
+        reached = bool(best and best.improves and best.meets_target)
+        change = f" (the best candidate's change is {best.goal.relative:+.0%})" if best and best.goal.relative is not None else ""
+        reason += f"; the requested {goal.target_change:+.0%} was {'reached' if reached else 'not reached'}{change}"
+    if next_step == "approve" and best is not None and not best.improves:
+        reason += "; not shown to help: its gain is within noise (95% CI includes 0)"
 
     return Decision(
         round=round_, goal=goal.describe(), baseline_value=objective_value(base_report, goal),

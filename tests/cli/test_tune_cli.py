@@ -39,6 +39,7 @@ def test_tune_no_input_then_pending_then_approve(db, weak_toy_spec):
     parked = json.loads(graphtune("tune", "--spec", str(weak_toy_spec.path), "--no-input", "--batch-size", "2",
                                   "--seed", "3", "improve toy accuracy; try 2 candidates, at most 1 round", db=db).stdout)
     assert parked["status"] == "pending_approval" and parked["workflow"] == "toy"
+    assert parked["spent"]["examples"] > 0 and parked["spent"]["candidates"] >= 1  # what the run used, always reported
     thread = parked["thread_id"]
     assert parked["report"]["candidate"]["id"] == parked["candidate_id"]
 
@@ -110,7 +111,9 @@ def test_an_unreachable_or_unauthorized_model_fails_the_run_at_intake(tmp_path, 
     monkeypatch.setenv("OPENAI_BASE_URL", _closed_port_url())
     unreachable = _with_model(args, db)
     assert unreachable.returncode == 1, unreachable.stderr
-    outcome = json.loads(unreachable.stdout)["outcome"]
+    out = json.loads(unreachable.stdout)
+    outcome = out["outcome"]
+    assert out["spent"]["examples"] == 0 and out["spent"]["candidates"] == 0  # reported even when nothing was spent
     assert outcome["status"] == "failed" and "cannot reach the model endpoint" in outcome["message"]
     assert "OPENAI_BASE_URL" in outcome["message"]
 

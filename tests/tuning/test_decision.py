@@ -401,8 +401,19 @@ def test_target_met_with_confidence_approves_at_once():
     scores = variant(base, gain=0.45)
     met = decide(make_state([("c1", 1, scores)], base=base, goal=GOAL.model_copy(update={"target_change": 0.1})), now=NOW)
     assert met.next == "approve" and met.reason.startswith("target met")
+    assert "the requested +10% was reached" in met.reason
     missed = decide(make_state([("c1", 1, scores)], base=base, goal=GOAL.model_copy(update={"target_change": 0.6})), now=NOW)
     assert missed.next == "propose"
+    spent = decide(make_state([("c1", 1, scores)], base=base, goal=GOAL.model_copy(update={"target_change": 0.6}),
+                              budget=Budget(candidates=1)), now=NOW)
+    assert spent.next == "approve" and "the requested +60% was not reached (the best candidate's change is +" in spent.reason
+
+
+def test_a_gain_within_noise_is_offered_only_with_a_warning():
+    base = baseline_scores()
+    decision = decide(make_state([("c1", 1, variant(base, gain=0.01, seed=9))], base=base, budget=Budget(candidates=1)), now=NOW)
+    assert decision.best_candidate_id == "c1" and not decision.confident
+    assert "not shown to help" in decision.reason
 
 
 def test_candidate_without_report_is_skipped_and_noted():
