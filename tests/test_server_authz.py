@@ -25,6 +25,7 @@ from graphtune.backends.configs import open_config_store
 from tests.graphs.conftest import write_weak_toy_spec
 from tests.test_server import as_user, http_body, http_status, serve, token_file
 from tests.test_server_experiment import server_log_on_failure
+from tests.waiting import eventually
 
 REQUEST = "improve toy accuracy; try 2 candidates, at most 1 round"
 FORGED = {"action": "approve", "actor": "dana", "candidate_id": "c2", "comment": "forged"}
@@ -185,13 +186,11 @@ async def cron_with_an_approvers_identity_planted(s: Scene) -> None:
     cron = await olly.crons.create_for_thread(s.thread, "controller", schedule="* * * * * *",
                                               context={**s.context, **DANA_PLANTED})
     try:
-        deadline = asyncio.get_running_loop().time() + 60
-        while True:  # until the scheduler has handled it at least once (the next run date moved on)
+        async def handled() -> bool:  # the scheduler has handled it at least once: the next run date moved on
             [now] = [c for c in await olly.crons.search(thread_id=s.thread) if c["cron_id"] == cron["cron_id"]]
-            if now["next_run_date"] != cron["next_run_date"]:
-                break
-            assert asyncio.get_running_loop().time() < deadline, "the cron scheduler never ran the cron"
-            await asyncio.sleep(0.5)
+            return now["next_run_date"] != cron["next_run_date"]
+
+        await eventually(handled, what="the cron scheduler running the cron")
     finally:
         await olly.crons.delete(cron["cron_id"])
     for run in await olly.runs.list(s.thread):  # any run it started carries olly's name, never dana's

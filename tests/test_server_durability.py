@@ -9,7 +9,6 @@ database (the config store behind routing, the recorder's trace writes) must rec
 from __future__ import annotations
 
 import asyncio
-import time
 
 from graphtune.backends.configs import open_config_store
 from graphtune.backends.traces import EventQuery, open_trace_store
@@ -17,6 +16,7 @@ from graphtune.spec import load_spec
 from graphtune.tracing.events import EventKind
 from tests.graphs.conftest import weak_toy_spec  # noqa: F401  (fixture)
 from tests.test_server import serve
+from tests.waiting import wait_until
 
 
 def test_a_parked_approval_survives_database_restarts_without_a_server_restart(tmp_path, restartable_pg, weak_toy_spec):
@@ -45,9 +45,9 @@ def test_a_parked_approval_survives_database_restarts_without_a_server_restart(t
             return parked, before, after_first, done, thread, answered
 
         parked, before, after_first, done, thread, answered = asyncio.run(drive())
-        deadline = time.monotonic() + 30  # the server's recorder writes in the background
-        while len(ends := support_qa_run_ends(db)) < 2 and time.monotonic() < deadline:
-            time.sleep(0.2)
+        # the server's recorder writes in the background
+        wait_until(lambda: len(support_qa_run_ends(db)) >= 2, what="the server's recorder storing both support_qa runs")
+        ends = support_qa_run_ends(db)
     assert parked["__interrupt__"][0]["value"]["kind"] == "approval"
     assert before["next"] == after_first["next"] == ["approve"]
     assert before["checkpoint"]["checkpoint_id"] == after_first["checkpoint"]["checkpoint_id"]

@@ -22,6 +22,7 @@ import pytest
 from graphtune import EventKind, EventQuery, TrajectoryEvent, TrajectoryRecorder
 from graphtune.backends.postgres import PostgresTraceStore
 from tests.tracing.test_pipeline_faults import PER_RUN, REPO, chain_graph, count_by_id, spill_files
+from tests.waiting import wait_until
 
 
 def events(n: int) -> list[TrajectoryEvent]:
@@ -122,14 +123,11 @@ def test_recording_resumes_by_itself_when_the_database_is_back(tmp_path, restart
         restartable_pg.stop()
         for i in range(3):
             graph.invoke({"x": i}, config={"callbacks": [rec]})
-        deadline = time.monotonic() + 20
-        while rec.stats()["spilled"] < 3 * 8 and time.monotonic() < deadline:
-            time.sleep(0.02)
+        wait_until(lambda: rec.stats()["spilled"] >= 3 * 8, what="the outage's runs spilling")
         assert rec.stats()["spilled"] == 3 * 8
         restartable_pg.start()
         graph.invoke({"x": 9}, config={"callbacks": [rec]})
-        while len(store.read()) < 5 * 8 and time.monotonic() < deadline + 20:
-            time.sleep(0.05)
+        wait_until(lambda: len(store.read()) >= 5 * 8, what="writes and the spill's replay resuming")
         assert len(count_by_id(store)) == 5 * 8
         assert spill_files(spill_dir) == []
     finally:
