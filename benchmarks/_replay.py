@@ -134,10 +134,6 @@ def load_workflow(name: str, directory: Path = WORKFLOWS_DIR) -> SuiteWorkflow:
     return SuiteWorkflow(name=name, module=module, spec=spec, dev=dev, test=test)
 
 
-def replay_result(spec: WorkflowSpec, module: Any, config: dict, example: Example) -> ExampleResult:
-    return score_replayed(spec, module.replay(config, example), example)
-
-
 def score_replayed(spec: WorkflowSpec, replayed: Any, example: Example) -> ExampleResult:
     """The ``ExampleResult`` graphtune's runner would give the run, scored by its own evaluators."""
     answer = replayed.output.get(spec.evals.output.answer) if spec.evals.output.answer else None
@@ -258,6 +254,36 @@ if __name__ == "__main__":
 
 
 # -- the replay against the real graph ----------------------------------------------------------------
+
+
+def node_steps():
+    """A callback handler collecting the graph's node executions in order, as ``steps``: tuples of
+    (node, the simulated ms it returned or None, "Type: message" when it raised or None)."""
+    from langchain_core.callbacks import BaseCallbackHandler
+
+    class NodeSteps(BaseCallbackHandler):
+        run_inline = True
+
+        def __init__(self):
+            self.runs: dict = {}
+
+        def on_chain_start(self, serialized, inputs, *, run_id, metadata=None, name=None, **kwargs):
+            if name and name == (metadata or {}).get("langgraph_node"):
+                self.runs[run_id] = [name, None, None]
+
+        def on_chain_end(self, outputs, *, run_id, **kwargs):
+            if run_id in self.runs and isinstance(outputs, dict):
+                self.runs[run_id][1] = outputs.get("sim_ms")
+
+        def on_chain_error(self, error, *, run_id, **kwargs):
+            if run_id in self.runs:
+                self.runs[run_id][2] = f"{type(error).__name__}: {error}"
+
+        @property
+        def steps(self) -> list[tuple]:
+            return [tuple(run) for run in self.runs.values()]
+
+    return NodeSteps()
 
 
 async def graph_run(spec: WorkflowSpec, config: dict, example: Example) -> dict:

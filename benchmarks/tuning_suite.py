@@ -173,18 +173,10 @@ async def run_graphtune(workflow: _replay.SuiteWorkflow, seed: int, workdir: str
 
 
 def _violations(report, base, guardrails) -> list[float]:
-    """How far each guardrail is broken (relative to its limit); <= 0 where it holds."""
-    from graphtune.tuning.decision import guardrail_checks
+    """How far each guardrail is broken (graphtune's own measure); 0 where it holds."""
+    from graphtune.tuning.decision import check_violation, guardrail_checks
 
-    out = []
-    for check in guardrail_checks(report, base, guardrails):
-        if check.passed is not False or check.limit is None or check.candidate is None:
-            out.append(0.0)
-            continue
-        scale = max(abs(check.limit), 1e-9)
-        gap = (check.candidate - check.limit) if check.candidate > check.limit else (check.limit - check.candidate)
-        out.append(max(gap / scale, 1e-6))
-    return out or [0.0]
+    return [check_violation(c) for c in guardrail_checks(report, base, guardrails)] or [0.0]
 
 
 def _searched(spec):

@@ -32,19 +32,19 @@ def _active_baseline(ctx: ControllerContext, spec) -> dict:
     return {**record.model_dump(mode="json"), "version": active.version}
 
 
-def _observe(ctx: ControllerContext, spec, window: str | None):
-    window_s = parse_window(window) if window else None
-    with ctx.trace_store() as store:
-        return find_hot_spots(store, spec.workflow, spec.observe, window_s=window_s, max_samples=MAX_SAMPLES)
-
-
-def _observe_evals(ctx: ControllerContext, spec, since: float):
-    """Hot spots of this run's own eval trajectories (every config evaluated since it started)."""
+def _observe(ctx: ControllerContext, spec, window: str | None, evals_since: float | None = None):
+    """Production hot spots of the window, and, with ``evals_since``, the hot spots of this run's own
+    eval trajectories (every config evaluated since it started), from one open of the trace store."""
     import time
 
+    window_s = parse_window(window) if window else None
     with ctx.trace_store() as store:
-        return find_hot_spots(store, spec.workflow, spec.observe, window_s=max(time.time() - since, 1.0) + 1.0,
-                              max_samples=MAX_SAMPLES, source="eval")
+        production = find_hot_spots(store, spec.workflow, spec.observe, window_s=window_s, max_samples=MAX_SAMPLES)
+        if evals_since is None:
+            return production, None
+        evals = find_hot_spots(store, spec.workflow, spec.observe, window_s=max(time.time() - evals_since, 1.0) + 1.0,
+                               max_samples=MAX_SAMPLES, source="eval")
+    return production, evals
 
 
 def eval_summary(obs) -> str:
@@ -88,13 +88,13 @@ async def observe(state: ControllerState, runtime: Runtime[ControllerContext]) -
         update["tuning_claim"] = holder
         baseline = await asyncio.to_thread(_active_baseline, ctx, spec)
         update["baseline"] = baseline
-    obs = await asyncio.to_thread(_observe, ctx, spec, ctx.observe_window)
+    since = float(state["started_at"]) if state.get("evals") and state.get("started_at") else None
+    obs, evals_obs = await asyncio.to_thread(_observe, ctx, spec, ctx.observe_window, since)
     first = "baseline" in update
     text = summary(obs) if first else ""  # production is said once, not again every round
     if first:
         text += f" Baseline: active config version {baseline['version']}."
-    if state.get("evals") and state.get("started_at"):
-        evals_obs = await asyncio.to_thread(_observe_evals, ctx, spec, float(state["started_at"]))
+    if evals_obs is not None:
         update["eval_observation"] = evals_obs.model_dump(mode="json")
         text = (text + " " + eval_summary(evals_obs)).strip()
     update["observation"] = obs.model_dump(mode="json")

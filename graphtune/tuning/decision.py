@@ -190,16 +190,18 @@ def guardrail_checks(candidate: EvalReport, baseline: EvalReport, guardrails: li
     return [guardrail_check(candidate, baseline, g) for g in guardrails]
 
 
+def check_violation(check: GuardrailCheck) -> float:
+    """How far one guardrail is broken: the distance past its limit relative to the limit (0 when it holds)."""
+    if check.passed is not False or check.limit is None or check.candidate is None:
+        return 0.0
+    return max(abs(check.candidate - check.limit) / max(abs(check.limit), 1e-9), 1e-6)
+
+
 def violation(checks: list[GuardrailCheck]) -> float:
-    """How far a config breaks its guardrails: the sum, over broken ones, of the distance past the
-    limit relative to the limit (0 when every guardrail holds). Ranks infeasible configs, so a search
-    can move toward feasibility instead of treating every broken config as equally bad."""
-    total = 0.0
-    for check in checks:
-        if check.passed is not False or check.limit is None or check.candidate is None:
-            continue
-        total += max(abs(check.candidate - check.limit) / max(abs(check.limit), 1e-9), 1e-6)
-    return total
+    """How far a config breaks its guardrails: the sum of ``check_violation`` (0 when every guardrail
+    holds). Ranks infeasible configs, so a search can move toward feasibility instead of treating
+    every broken config as equally bad."""
+    return sum(check_violation(check) for check in checks)
 
 
 def feasible(candidate: EvalReport, baseline: EvalReport, guardrails: list[Guardrail]) -> bool:

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from langchain_core.callbacks import BaseCallbackHandler, UsageMetadataCallbackHandler
+from langchain_core.callbacks import UsageMetadataCallbackHandler
 
 BENCHMARKS = Path(__file__).resolve().parents[3] / "benchmarks"
 if str(BENCHMARKS) not in sys.path:
@@ -72,33 +72,8 @@ def test_data_regenerates_byte_for_byte():
     assert {r["id"] for r in dev}.isdisjoint(r["id"] for r in test)
 
 
-class _Nodes(BaseCallbackHandler):
-    """The graph's node runs in order: (name, simulated ms or None, error or None)."""
-
-    run_inline = True
-
-    def __init__(self):
-        self.runs: dict = {}
-
-    def on_chain_start(self, serialized, inputs, *, run_id, metadata=None, name=None, **kwargs):
-        if name is not None and (metadata or {}).get("langgraph_node") == name:
-            self.runs[run_id] = [name, None, None]
-
-    def on_chain_end(self, outputs, *, run_id, **kwargs):
-        if run_id in self.runs and isinstance(outputs, dict):
-            self.runs[run_id][1] = outputs.get("sim_ms")
-
-    def on_chain_error(self, error, *, run_id, **kwargs):
-        if run_id in self.runs:
-            self.runs[run_id][2] = f"{type(error).__name__}: {error}"
-
-    @property
-    def steps(self) -> list[tuple]:
-        return [tuple(r) for r in self.runs.values()]
-
-
 async def _run(graph, example):
-    usage, nodes = UsageMetadataCallbackHandler(), _Nodes()
+    usage, nodes = UsageMetadataCallbackHandler(), _replay.node_steps()
     try:
         state, error = await graph.ainvoke(dict(example.inputs), {"callbacks": [usage, nodes]}), None
     except Exception as exc:  # the replay formats it as graphtune's runner does

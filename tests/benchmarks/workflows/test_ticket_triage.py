@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from langchain_core.callbacks import BaseCallbackHandler, UsageMetadataCallbackHandler
+from langchain_core.callbacks import UsageMetadataCallbackHandler
 
 BENCHMARKS = Path(__file__).resolve().parents[3] / "benchmarks"
 if str(BENCHMARKS) not in sys.path:
@@ -77,33 +77,8 @@ def test_data_regenerates_byte_for_byte():
     assert data.dumps(test).encode() == (HERE / "test.jsonl").read_bytes()
 
 
-class _NodeSteps(BaseCallbackHandler):
-    """The graph's node executions in order: (node, simulated ms or None, "Type: message" or None)."""
-
-    run_inline = True
-
-    def __init__(self):
-        self.runs: dict = {}
-
-    def on_chain_start(self, serialized, inputs, *, run_id, name=None, metadata=None, **kwargs):
-        if name and name == (metadata or {}).get("langgraph_node"):
-            self.runs[run_id] = [name, None, None]
-
-    def on_chain_end(self, outputs, *, run_id, **kwargs):
-        if run_id in self.runs and isinstance(outputs, dict):
-            self.runs[run_id][1] = outputs.get("sim_ms")
-
-    def on_chain_error(self, error, *, run_id, **kwargs):
-        if run_id in self.runs:
-            self.runs[run_id][2] = f"{type(error).__name__}: {error}"
-
-    @property
-    def steps(self) -> list[tuple]:
-        return [tuple(run) for run in self.runs.values()]
-
-
 async def _run_graph(graph, inputs: dict):
-    usage, nodes = UsageMetadataCallbackHandler(), _NodeSteps()
+    usage, nodes = UsageMetadataCallbackHandler(), _replay.node_steps()
     try:
         state, error = await graph.ainvoke(inputs, {"callbacks": [usage, nodes]}), None
     except Exception as exc:  # formatted as graphtune's runner does
