@@ -186,7 +186,7 @@ def run_demo(
                     run = asyncio.run(controller.resume(run.thread_id, {"action": "approve", "actor": actor, "comment": comment}))
 
             # -- 6 -------------------------------------------------------------------------------
-            outcome = run.outcome or {}
+            outcome = run.outcome or _undecided(run)
             result["outcome"] = outcome
             console.rule("[bold]6. Outcome and config history")
             _show_outcome(console, url, outcome, run.values)
@@ -270,6 +270,14 @@ def _live_phase(console: Console, controller, run, *, actor: str, flag: str, res
             run = asyncio.run(controller.resume(thread, {"action": "approve", "actor": actor, "comment": comment}))
     result["looks"] = looks
     return run
+
+
+def _undecided(run) -> dict:
+    """The outcome while the thread still waits: the live test has not decided within the demo's looks."""
+    if (run.waiting or {}).get("kind") == "experiment_pending":
+        return {"status": "experimenting", "message": f"the live test did not decide within {LIVE_MAX_LOOKS} looks; "
+                "the experiment keeps running until `graphtune experiment check` decides or `graphtune experiment stop` ends it"}
+    return {"status": "waiting", "message": "the thread waits for an answer"}
 
 
 def _show_look(console: Console, batch: int, stage: str, traffic, run) -> dict:

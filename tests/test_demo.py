@@ -138,9 +138,11 @@ def test_demo_without_the_live_phase_runs_the_offline_loop_end_to_end(db):
 
 def test_demo_runs_a_live_experiment_then_ramps_and_promotes(db, tmp_path):
     """The live path, made certain: the request allows p95 latency up to 3x, so the candidates' timing
-    (noise on a busy machine) cannot veto the accuracy gain offline or on live traffic."""
+    (noise on a busy machine) cannot veto the accuracy gain offline or on live traffic; and the race is off,
+    because which racer is cut at a rung depends on how far its peers got, so on a busy machine a seeded
+    search could present a candidate whose live error rate sits near the 5% guardrail and needs more looks."""
     result, out = _run_demo(db, request="support_qa gives wrong answers too often; improve accuracy "
-                                        "without increasing latency more than 200%")
+                                        "without increasing latency more than 200%", context={"race": False})
     outcome = result["outcome"]
     assert outcome["status"] == "promoted", out
     candidate = result["candidate_id"]
