@@ -159,7 +159,7 @@ def unscored_reason(spec: WorkflowSpec, metric: str, results: list[ExampleResult
         return f"every example failed; the first, row {first.example_id!r}: {first.error}"
     noted = next((r for r in results if metric in r.metric_errors), None)
     if noted is not None:
-        return f"{metric}: {noted.metric_errors[metric]} on row {noted.example_id!r} (and on every other row it could score)"
+        return f"{metric} has no usable score on any row; the first, row {noted.example_id!r}: {noted.metric_errors[metric]}"
     row = next((e for e in examples if e.id == first.example_id), None)
     declared = next((m for m in spec.evals.declared if metric in m.directions()), None)
     if declared is None and metric in QUALITY_METRICS:

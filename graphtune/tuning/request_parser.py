@@ -126,10 +126,14 @@ def default_statistic(metric: str) -> Statistic:
 
 
 def quality_metric(spec: WorkflowSpec) -> str | None:
-    """What "accuracy" or "quality" means for this workflow: the objective if it measures answers, else the first quality metric."""
-    if spec.objective.metric in QUALITY_METRICS:
+    """What "accuracy" or "quality" means for this workflow: the objective if it measures answers, else the
+    first quality metric (built in, or the spec's own that is maximized)."""
+    def measures_answers(metric: str) -> bool:
+        return metric in QUALITY_METRICS or (metric not in METRICS and spec.evals.direction_of(metric) == "maximize")
+
+    if measures_answers(spec.objective.metric):
         return spec.objective.metric
-    return next((m for m in metrics_of(spec) if m in QUALITY_METRICS), None)
+    return next((m for m in metrics_of(spec) if measures_answers(m)), None)
 
 
 def _norm_name(name: str) -> str:
