@@ -140,12 +140,20 @@ def race_stop(mine: Mapping[str, float], peers: list[Mapping[str, float]], direc
     return ""
 
 
+RUN_METRICS = ("latency_ms", "input_tokens", "output_tokens", "total_tokens", "cost_usd", "error")
+
+
 def usable(result: ExampleResult, metric: str) -> bool:
+    """A score that shows the metric can be measured: not the stand-in a failed run gets (0 for quality,
+    ``on_error``), nor a row the metric has a note on. Cost, latency and errors are measured on any run."""
+    if result.error is not None and metric not in RUN_METRICS:
+        return False
     return result.scores.get(metric) is not None and metric not in result.metric_errors
 
 
 def unscored_reasons(spec: WorkflowSpec, results: list[ExampleResult], examples: list[Example]) -> dict[str, str]:
-    """Each metric with no usable score on any example, and why, naming the field, the row and the first error."""
+    """Each metric with no usable score on any example, and why, naming the field, the row and the first error.
+    Every run failing leaves every quality metric unscored: zeros stood in for answers nobody gave."""
     if not results:
         return {}
     return {m: unscored_reason(spec, m, results, examples) for m in spec.evals.metric_names
@@ -157,6 +165,7 @@ def unscored_reason(spec: WorkflowSpec, metric: str, results: list[ExampleResult
     first = results[0]
     if all(r.error for r in results):
         return f"every example failed; the first, row {first.example_id!r}: {first.error}"
+    first = next(r for r in results if not r.error)
     noted = next((r for r in results if metric in r.metric_errors), None)
     if noted is not None:
         return f"{metric} has no usable score on any row; the first, row {noted.example_id!r}: {noted.metric_errors[metric]}"
