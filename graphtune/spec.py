@@ -329,6 +329,7 @@ def import_target(target: str, folder: Path):
     """
     import sys
 
+    file = None
     if target.endswith(".py"):
         file = (folder / target).resolve()
         if not file.is_file():
@@ -340,7 +341,11 @@ def import_target(target: str, folder: Path):
         folder, target = root, ".".join(parts)
     if str(folder) not in sys.path:  # last, so a spec's folder never shadows an installed module
         sys.path.append(str(folder))
-    return importlib.import_module(target)
+    module = importlib.import_module(target)
+    if file is not None and Path(getattr(module, "__file__", None) or "").resolve() != file:
+        raise ImportError(f"the module name {target!r} is taken by {getattr(module, '__file__', None) or 'a built-in module'}; "
+                          f"rename {file.name}")
+    return module
 
 
 def load_spec(source: str | Path) -> WorkflowSpec:
