@@ -5,13 +5,13 @@ beside the spec. The run must keep the candidate that breaks the tool-call guard
 import asyncio
 import json
 
-import pytest
 import yaml
 
 from graphtune.graphs.context import ControllerContext
 from graphtune.graphs.local_controller import LocalController
 from graphtune.spec import load_spec
 from tests.evals.conftest import write_dataset
+from tests.graphs.test_controller import db  # noqa: F401  (fixture)
 
 TICKETS = [("refund", "billing"), ("login", "accounts"), ("crash", "engineering")]
 TOOL_CALLS = "def tool_calls(output, example):\n    return len(output['tool_calls'])\n"
@@ -38,21 +38,12 @@ def write_triage_spec(folder, evaluator_source=TOOL_CALLS, module="triage_tool_c
     return load_spec(folder / "graphtune.yaml")
 
 
-@pytest.fixture
-def db(tmp_path, monkeypatch):
-    url = f"sqlite:///{tmp_path}/gt.db"
-    monkeypatch.setenv("GRAPHTUNE_DATABASE_URL", url)
-    monkeypatch.delenv("GRAPHTUNE_TRACES_URL", raising=False)
-    monkeypatch.delenv("GRAPHTUNE_MODEL", raising=False)
-    return url
-
-
 def tune(db, spec, text="improve triage accuracy; try 2 candidates, at most 1 round"):
     controller = LocalController(context=ControllerContext(database_url=db, traces_url=db, batch_size=2, seed=2))
     return asyncio.run(controller.start(text, spec=str(spec.path)))
 
 
-def test_a_custom_guardrail_keeps_the_costly_candidate_from_approval(db, tmp_path):
+def test_a_custom_guardrail_keeps_the_costly_candidate_from_approval(db, tmp_path):  # noqa: F811
     spec = write_triage_spec(tmp_path)
     parked = tune(db, spec)
     assert parked.pending, parked.values.get("outcome")
@@ -76,7 +67,7 @@ def test_a_custom_guardrail_keeps_the_costly_candidate_from_approval(db, tmp_pat
     assert (row["baseline"], row["candidate"], row["higher_is_better"]) == (0.0, 2.0, False)
 
 
-def test_an_evaluator_failing_on_every_row_stops_the_run_before_any_candidate(db, tmp_path):
+def test_an_evaluator_failing_on_every_row_stops_the_run_before_any_candidate(db, tmp_path):  # noqa: F811
     broken = "def tool_calls(output, example):\n    return len(output['tools_called'])\n"
     spec = write_triage_spec(tmp_path, broken, module="triage_broken_calls")
     done = tune(db, spec)
