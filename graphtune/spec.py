@@ -8,11 +8,14 @@ A bundled workflow can be named instead of a path: ``load_spec("support_qa")``.
 from __future__ import annotations
 
 import importlib
+import inspect
+import re
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Annotated, Any, Callable, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Discriminator, Field, PrivateAttr, Tag, ValidationError, field_validator,
+                      model_validator)
 
 from graphtune.tuning.space import Constraint, Domain, SearchSpace
 
@@ -22,6 +25,9 @@ METRICS = (
     "latency_ms", "input_tokens", "output_tokens", "total_tokens", "cost_usd", "error",
 )
 HIGHER_IS_BETTER = {"exact", "contains", "token_f1", "retrieval_hit", "judge"}
+Direction = Literal["maximize", "minimize"]
+TARGET = r"^([A-Za-z_][\w.]*|[\w./-]+\.py):[A-Za-z_]\w*$"  # module:function or file.py:function
+METRIC_NAME = r"^[A-Za-z_][\w.-]*$"
 
 
 class SpecError(ValueError):
@@ -44,31 +50,138 @@ class OutputPaths(_Strict):
     sources: str | None = "sources"
 
 
+class FieldMetric(_Strict):
+    """A built-in comparison of any output field with any expected field, under a name of its own:
+    ``{name: team_exact, kind: exact, output: assigned_team, expected: team}``. Higher is better."""
+
+    name: str = Field(pattern=METRIC_NAME)
+    kind: Literal["exact", "contains", "token_f1", "retrieval_hit"]
+    output: str = Field(description="Dotted path into the final state (-1 indexes lists)")
+    expected: str = Field(description="Key of the row's expected values")
+
+    def directions(self) -> dict[str, Direction]:
+        return {self.name: "maximize"}
+
+
+class CustomMetric(_Strict):
+    """Scores from a function of the team's own, called with (final state, example) after each run.
+
+    One score: ``{name: tool_calls, evaluator: metrics.py:tool_calls, direction: minimize}`` and the
+    function returns a number. Several: ``{evaluator: ..., scores: {precision: maximize, recall: maximize}}``
+    and it returns a dict of them. ``None`` leaves a row unscored; a failed run is not passed to the
+    function and scores ``on_error`` (unscored by default).
+    """
+
+    evaluator: str = Field(pattern=TARGET, description="module:function or file.py:function, relative to the spec")
+    name: str | None = Field(None, pattern=METRIC_NAME)
+    direction: Direction | None = None
+    scores: dict[str, Direction] | None = Field(None, description="score name -> direction, for a function returning a dict")
+    on_error: float | None = Field(None, description="The score of a run that failed; unscored when not given")
+
+    _function: Callable | None = PrivateAttr(None)
+
+    @model_validator(mode="after")
+    def _one_form(self):
+        if (self.name is None) == (self.scores is None):
+            raise ValueError("give either name and direction (one score) or scores (name -> direction)")
+        if self.name is not None and self.direction is None:
+            raise ValueError(f"{self.name}: direction is required (maximize or minimize)")
+        if self.scores is not None and self.direction is not None:
+            raise ValueError("direction goes with each name under scores")
+        bad = [k for k in self.scores or {} if not re.fullmatch(METRIC_NAME, k)]
+        if bad or self.scores == {}:
+            raise ValueError(f"scores: expected metric names (letters, digits, _ . -) mapped to a direction, got {bad or 'none'}")
+        return self
+
+    def directions(self) -> dict[str, Direction]:
+        return {self.name: self.direction} if self.name is not None else dict(self.scores)
+
+    def function(self, folder: Path) -> Callable:
+        """The evaluator, imported once from the spec's folder; raises ``ValueError`` saying why it is unusable."""
+        if self._function is None:
+            target, _, attr = self.evaluator.rpartition(":")
+            try:
+                module = import_target(target, folder)
+            except Exception as exc:
+                raise ValueError(f"cannot import {target!r}: {type(exc).__name__}: {exc}") from exc
+            function = getattr(module, attr, None)
+            if not callable(function):
+                raise ValueError(f"{target} has no callable {attr!r}")
+            try:
+                inspect.signature(function).bind(None, None)
+            except TypeError:
+                raise ValueError(f"{self.evaluator} must take (output, example), not {inspect.signature(function)}") from None
+            except ValueError:  # a builtin without a signature: called as it is
+                pass
+            self._function = function
+        return self._function
+
+
+def _metric_form(value: Any) -> str | None:
+    if isinstance(value, str):
+        return "builtin"
+    if isinstance(value, dict):
+        return "custom" if "evaluator" in value else "field" if "kind" in value else None
+    return None
+
+
+MetricDeclaration = Annotated[
+    Union[Annotated[str, Tag("builtin")], Annotated[FieldMetric, Tag("field")], Annotated[CustomMetric, Tag("custom")]],
+    Discriminator(_metric_form, custom_error_type="metric_form",
+                  custom_error_message="expected a built-in metric name, a mapping with kind (exact, contains, token_f1, "
+                                       "retrieval_hit), output and expected, or a mapping with evaluator (module:function)"),
+]
+
+
 class EvalSpec(_Strict):
     datasets: list[DatasetRef] = Field(min_length=1)
-    metrics: list[str] = Field(default_factory=lambda: ["contains", "token_f1", "latency_ms", "total_tokens", "cost_usd", "error"])
+    metrics: list[MetricDeclaration] = Field(
+        default_factory=lambda: ["contains", "token_f1", "latency_ms", "total_tokens", "cost_usd", "error"],
+        description="Built-in metric names, field comparisons (kind/output/expected) and custom evaluators")
     output: OutputPaths = Field(default_factory=OutputPaths)
     concurrency: int = Field(8, ge=1, le=256)
     timeout_s: float = Field(60.0, gt=0, description="Per example; a timeout counts as an error")
 
     @field_validator("metrics")
     @classmethod
-    def _known_metrics(cls, metrics: list[str]) -> list[str]:
-        unknown = [m for m in metrics if m not in METRICS]
+    def _known_metrics(cls, metrics: list) -> list:
+        unknown = [m for m in metrics if isinstance(m, str) and m not in METRICS]
         if unknown:
-            raise ValueError(f"unknown metric(s) {unknown}; expected some of {list(METRICS)}")
+            raise ValueError(f"unknown metric(s) {unknown}; expected some of {list(METRICS)}, or a mapping "
+                             "(see docs/metrics.md)")
+        names = [n for m in metrics for n in ([m] if isinstance(m, str) else m.directions())]
+        clashes = sorted({n for n in names if names.count(n) > 1})
+        if clashes:
+            raise ValueError(f"metric name(s) {clashes} declared twice (built-in names are taken)")
         return metrics
+
+    @property
+    def declared(self) -> list[FieldMetric | CustomMetric]:
+        """The metrics defined in the spec rather than built in."""
+        return [m for m in self.metrics if not isinstance(m, str)]
+
+    @property
+    def metric_names(self) -> list[str]:
+        """Every score name the evals produce, in declaration order."""
+        return [n for m in self.metrics for n in ([m] if isinstance(m, str) else m.directions())]
+
+    def direction_of(self, metric: str) -> Direction | None:
+        """Which way is better for a metric: declared for the spec's own, fixed for built-in ones."""
+        for m in self.declared:
+            if metric in m.directions():
+                return m.directions()[metric]
+        if metric in METRICS:
+            return "maximize" if metric in HIGHER_IS_BETTER else "minimize"
+        return None
 
 
 class Objective(_Strict):
     metric: str
-    direction: Literal["maximize", "minimize"] | None = None
+    direction: Direction | None = Field(None, description="Default: the metric's own (declared, or built in)")
 
     @model_validator(mode="after")
     def _direction(self):
-        if self.metric not in METRICS:
-            raise ValueError(f"unknown metric {self.metric!r}; expected one of {list(METRICS)}")
-        if self.direction is None:
+        if self.direction is None and self.metric in METRICS:
             self.direction = "maximize" if self.metric in HIGHER_IS_BETTER else "minimize"
         return self
 
@@ -81,11 +194,10 @@ class Guardrail(_Strict):
     max_ratio: float | None = Field(None, gt=0, description="candidate <= max_ratio x baseline")
     max_value: float | None = Field(None, description="candidate <= max_value, whatever the baseline")
     margin: float | None = Field(None, ge=0, description="non-inferiority: at most this much worse than the baseline")
+    direction: Direction | None = Field(None, description="The metric's direction; filled from the spec for its own metrics")
 
     @model_validator(mode="after")
     def _one_bound(self):
-        if self.metric not in METRICS:
-            raise ValueError(f"unknown metric {self.metric!r}; expected one of {list(METRICS)}")
         bounds = [b for b in ("max_ratio", "max_value", "margin") if getattr(self, b) is not None]
         if len(bounds) != 1:
             raise ValueError(f"give exactly one of max_ratio, max_value, margin (got {bounds or 'none'})")
@@ -93,7 +205,7 @@ class Guardrail(_Strict):
 
     @property
     def higher_is_better(self) -> bool:
-        return self.metric in HIGHER_IS_BETTER
+        return self.direction == "maximize" if self.direction else self.metric in HIGHER_IS_BETTER
 
     def describe(self) -> str:
         if self.max_ratio is not None:
@@ -155,7 +267,7 @@ def _same_value(a: Any, b: Any) -> bool:
 class WorkflowSpec(_Strict):
     workflow: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     description: str = ""
-    graph: str = Field(pattern=r"^([A-Za-z_][\w.]*|[\w./-]+\.py):[A-Za-z_]\w*$",
+    graph: str = Field(pattern=TARGET,
                        description="module:function or file.py:function (relative to the spec) building a compiled graph from a config dict")
     config: dict[str, Any]
     tunables: dict[str, Domain] = Field(default_factory=dict)
@@ -173,6 +285,11 @@ class WorkflowSpec(_Strict):
     def space(self) -> SearchSpace:
         return SearchSpace(tunables=self.tunables, constraints=self.constraints)
 
+    @property
+    def folder(self) -> Path:
+        """Where the spec's relative paths and ``module:function`` targets are resolved from."""
+        return self.path.parent.resolve() if self.path else Path.cwd()
+
     def dataset_path(self, name: str | None = None) -> Path:
         """A dataset's file (the first dataset by default), resolved against the spec's directory."""
         refs = {d.name: d for d in self.evals.datasets}
@@ -180,15 +297,14 @@ class WorkflowSpec(_Strict):
             raise SpecError(f"{self.path}: no dataset {name!r} in evals.datasets; known: {', '.join(refs)}")
         ref = refs[name] if name else self.evals.datasets[0]
         path = Path(ref.path)
-        return (path if path.is_absolute() else (self.path.parent if self.path else Path.cwd()) / path).resolve()
+        return (path if path.is_absolute() else self.folder / path).resolve()
 
     def graph_factory(self) -> Callable[[dict], Any]:
         """The factory named by ``graph``, importable from the spec's own folder (as ``langgraph.json``
         resolves its graphs): ``pkg.module:function`` or ``path/to/file.py:function``, no PYTHONPATH needed."""
         target, _, attr = self.graph.rpartition(":")
-        folder = self.path.parent.resolve() if self.path else Path.cwd()
         try:
-            module = import_target(target, folder)
+            module = import_target(target, self.folder)
         except Exception as exc:
             raise SpecError(f"{self.path}: graph: cannot import {target!r}: {type(exc).__name__}: {exc}") from exc
         factory = getattr(module, attr, None)
@@ -213,6 +329,7 @@ def import_target(target: str, folder: Path):
     """
     import sys
 
+    file = None
     if target.endswith(".py"):
         file = (folder / target).resolve()
         if not file.is_file():
@@ -224,7 +341,11 @@ def import_target(target: str, folder: Path):
         folder, target = root, ".".join(parts)
     if str(folder) not in sys.path:  # last, so a spec's folder never shadows an installed module
         sys.path.append(str(folder))
-    return importlib.import_module(target)
+    module = importlib.import_module(target)
+    if file is not None and Path(getattr(module, "__file__", None) or "").resolve() != file:
+        raise ImportError(f"the module name {target!r} is taken by {getattr(module, '__file__', None) or 'a built-in module'}; "
+                          f"rename {file.name}")
+    return module
 
 
 def load_spec(source: str | Path) -> WorkflowSpec:
@@ -256,18 +377,39 @@ def parse_spec(raw: Any, path: Path | None = None) -> WorkflowSpec:
     except ValidationError as exc:
         raise SpecError(f"{where}: " + "; ".join(_describe(e) for e in exc.errors())) from None
     spec.path = path
-    problems = spec.space.check_covers(spec.config)
-    available = set(METRICS) if not spec.evals.metrics else set(spec.evals.metrics)
-    for name, metric in [("objective.metric", spec.objective.metric)] + [
-        (f"guardrails[{i}].metric", g.metric) for i, g in enumerate(spec.guardrails)
-    ]:
-        if metric not in available:
-            problems.append(f"{name}: {metric!r} is not among evals.metrics {sorted(available)}")
+    problems = spec.space.check_covers(spec.config) + _metric_problems(spec)
     if spec.benchmark is not None:
         problems += _benchmark_problems(spec)
     if problems:
         raise SpecError(f"{where}: " + "; ".join(problems))
     return spec
+
+
+def _metric_problems(spec: WorkflowSpec) -> list[str]:
+    """Objective and guardrails on metrics the evals do not produce, guardrail directions that contradict
+    their metric, custom evaluators that cannot be imported or called. Fills in the directions of the
+    spec's own metrics, which only the declarations know."""
+    problems = []
+    available = spec.evals.metric_names or list(METRICS)
+    for key, holder in [("objective", spec.objective)] + [(f"guardrails[{i}]", g) for i, g in enumerate(spec.guardrails)]:
+        if holder.metric not in available:
+            problems.append(f"{key}.metric: {holder.metric!r} is not among evals.metrics {sorted(available)}")
+            continue
+        natural = spec.evals.direction_of(holder.metric)
+        if isinstance(holder, Guardrail):
+            if holder.direction not in (None, natural):
+                problems.append(f"{key}.direction: {holder.metric} is declared {natural}, not {holder.direction}")
+            elif holder.metric not in METRICS:
+                holder.direction = natural
+        elif holder.direction is None:
+            holder.direction = natural
+    for index, metric in enumerate(spec.evals.metrics):
+        if isinstance(metric, CustomMetric):
+            try:
+                metric.function(spec.folder)
+            except ValueError as exc:
+                problems.append(f"evals.metrics[{index}].evaluator: {exc}")
+    return problems
 
 
 def _yaml_retyped_choices(raw: dict) -> list[str]:
@@ -312,10 +454,11 @@ def _benchmark_problems(spec: WorkflowSpec) -> list[str]:
 
 def _describe(error: dict) -> str:
     """One pydantic error as 'key path: what was expected'."""
-    tags = {"float", "int", "choice", "bool", "text"}
+    loc = error["loc"]
     parts: list[str] = []
-    for i, item in enumerate(error["loc"]):
-        if i >= 2 and error["loc"][0] == "tunables" and i == 2 and item in tags:
+    for i, item in enumerate(loc):
+        if (i == 2 and loc[0] == "tunables" and item in {"float", "int", "choice", "bool", "text"}) or (
+                i == 3 and loc[:2] == ("evals", "metrics") and item in {"builtin", "field", "custom"}):
             continue  # the discriminator's own branch name adds nothing
         if isinstance(item, int):
             parts.append(f"[{item}]")

@@ -195,3 +195,81 @@ def test_choice_values_yaml_turns_into_booleans_or_numbers_are_flagged(tmp_path)
     message = str(error.value)
     assert "tunables.cache.mode.values[0]: YAML read False as a boolean" in message
     assert "tunables.cache.mode.values[2]: YAML read 1.0 as a number" in message
+
+
+EVALUATORS = "def count(output, example):\n    return 1\n\ndef split(output, example):\n    return {}\n\nNOT_CALLABLE = 3\n"
+
+
+def own_metrics(tmp_path) -> list:
+    """The spec's own metrics, with an evaluator file named after the test: a spec folder earlier on
+    ``sys.path`` would otherwise hold a file of the same name (which the import refuses)."""
+    module = f"{tmp_path.name}_evals"
+    (tmp_path / f"{module}.py").write_text(EVALUATORS)
+    return [{"name": "team_exact", "kind": "exact", "output": "assigned_team", "expected": "team"},
+            {"name": "tool_calls", "evaluator": f"{module}.py:count", "direction": "minimize"},
+            {"evaluator": f"{module}.py:split", "scores": {"precision": "maximize", "recall": "maximize"}},
+            "latency_ms"]
+
+
+def own_metrics_spec(tmp_path, metrics=None, **changes):
+    metrics = own_metrics(tmp_path) if metrics is None else metrics
+    return {**GOOD, "evals": {**GOOD["evals"], "metrics": metrics}, "objective": {"metric": "team_exact"},
+            "guardrails": [{"metric": "tool_calls", "max_value": 3}], **changes}
+
+
+def test_the_specs_own_metrics_load_with_their_directions(tmp_path):
+    spec = load_spec(write(tmp_path, own_metrics_spec(tmp_path)))
+    assert spec.evals.metric_names == ["team_exact", "tool_calls", "precision", "recall", "latency_ms"]
+    assert spec.objective.direction == "maximize"
+    assert spec.guardrails[0].direction == "minimize" and not spec.guardrails[0].higher_is_better
+    assert spec.evals.direction_of("recall") == "maximize" and spec.evals.direction_of("latency_ms") == "minimize"
+    assert spec.evals.declared[1].function(spec.folder)(None, None) == 1
+
+
+@pytest.mark.parametrize("metric, expected", [
+    ({"name": "x", "output": "a", "expected": "b"}, "evals.metrics[0]: expected a built-in metric name, a mapping with kind"),
+    ({"name": "x", "kind": "fuzzy", "output": "a", "expected": "b"}, "evals.metrics[0].kind: Input should be 'exact'"),
+    ({"name": "x", "evaluator": "evals.py:count"}, "evals.metrics[0]: x: direction is required"),
+    ({"evaluator": "evals.py:count", "direction": "minimize"}, "give either name and direction (one score) or scores"),
+    ({"name": "x", "evaluator": "evals.py", "direction": "minimize"}, "evals.metrics[0].evaluator: String should match"),
+    ({"name": "latency_ms", "evaluator": "evals.py:count", "direction": "minimize"}, "metric name(s) ['latency_ms'] declared twice"),
+])
+def test_a_bad_metric_declaration_names_its_key(tmp_path, metric, expected):
+    data = own_metrics_spec(tmp_path, [metric, "latency_ms"], objective={"metric": "latency_ms"}, guardrails=[])
+    assert expected in error_of(tmp_path, data)
+
+
+@pytest.mark.parametrize("function, expected", [
+    ("missing", "evals.metrics[1].evaluator: {module}.py has no callable 'missing'"),
+    ("NOT_CALLABLE", "evals.metrics[1].evaluator: {module}.py has no callable 'NOT_CALLABLE'"),
+])
+def test_a_custom_evaluator_is_imported_when_the_spec_loads(tmp_path, function, expected):
+    metrics = own_metrics(tmp_path)
+    metrics[1]["evaluator"] = metrics[1]["evaluator"].replace(":count", f":{function}")
+    assert expected.format(module=f"{tmp_path.name}_evals") in error_of(tmp_path, own_metrics_spec(tmp_path, metrics))
+
+
+@pytest.mark.parametrize("evaluator, expected", [
+    ("no_such_evaluators.py:count", "evals.metrics[1].evaluator: cannot import 'no_such_evaluators.py': FileNotFoundError"),
+    ("json.py:loads", "evals.metrics[1].evaluator: cannot import 'json.py': ImportError: the module name 'json' is taken by"),
+])
+def test_an_evaluator_file_that_is_missing_or_shadowed_is_refused(tmp_path, evaluator, expected):
+    (tmp_path / "json.py").write_text("def loads(output, example):\n    return 1\n")  # the standard library's name
+    metrics = own_metrics(tmp_path)
+    metrics[1]["evaluator"] = evaluator
+    assert expected in error_of(tmp_path, own_metrics_spec(tmp_path, metrics))
+
+
+def test_a_custom_evaluator_must_take_output_and_example(tmp_path):
+    (tmp_path / "spec_one_arg.py").write_text("def count(output):\n    return 1\n")
+    metrics = own_metrics(tmp_path)
+    metrics[1]["evaluator"] = "spec_one_arg.py:count"
+    message = error_of(tmp_path, own_metrics_spec(tmp_path, metrics))
+    assert "evals.metrics[1].evaluator: spec_one_arg.py:count must take (output, example), not (output)" in message
+
+
+def test_objective_and_guardrails_must_name_a_declared_metric_the_right_way_round(tmp_path):
+    message = error_of(tmp_path, own_metrics_spec(tmp_path, objective={"metric": "team_exactt"}))
+    assert "objective.metric: 'team_exactt' is not among evals.metrics" in message
+    wrong_way = own_metrics_spec(tmp_path, guardrails=[{"metric": "tool_calls", "max_value": 3, "direction": "maximize"}])
+    assert "guardrails[0].direction: tool_calls is declared minimize, not maximize" in error_of(tmp_path, wrong_way)

@@ -84,7 +84,7 @@ def run_eval_command(
 
         recorder = recorder_for(os.environ.get("GRAPHTUNE_TRACES_URL") or db if db else traces_url_from_env())
     cache = open_eval_cache(db) if use_cache else None
-    judge = chat_model() if model_available() and "judge" in spec.evals.metrics else None
+    judge = chat_model() if model_available() and "judge" in spec.evals.metric_names else None
     runner = EvalRunner(spec, recorder=recorder, cache=cache, concurrency=concurrency, judge_model=judge)
     total = len(data.select(limit=limit))
     try:
@@ -133,6 +133,11 @@ def print_report(report) -> None:
     console.print(line + (f"; stopped early: {report.stop_reason}" if report.stopped_early else ""))
     for result in errors_seen[:3]:
         console.print(f"  [red]{result.example_id}[/red]: {result.error}", highlight=False)
+    for metric, why in report.unscored.items():
+        console.print(f"[yellow]{metric} was scored on no example[/yellow]: {why}", highlight=False)
+    for metric, what in report.metric_errors.items():
+        if metric not in report.unscored:
+            console.print(f"[yellow]{metric} has no usable score on {what}[/yellow]", highlight=False)
 
 
 def from_traces_command(workflow: str | None, feedback: str, since: str, output: Path | None, backend: str | None, limit: int) -> None:

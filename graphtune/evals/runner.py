@@ -25,7 +25,8 @@ from pydantic import BaseModel, Field
 
 from graphtune.backends.eval_cache import CacheKey, EvalCache
 from graphtune.evals.datasets import Dataset, Example, load_dataset
-from graphtune.evals.evaluators import EVALUATOR_VERSION, RunOutcome, judge_answer, question_of, score
+from graphtune.evals.evaluators import (EVALUATOR_VERSION, RunOutcome, evaluator_version, judge_answer, missing_outputs, question_of,
+                                       read_output, score, score_declared)
 from graphtune.evals.evaluators import QUALITY as QUALITY_METRICS
 from graphtune.evals.stats import MetricSummary, clearly_worse, summarize
 from graphtune.spec import WorkflowSpec
@@ -38,6 +39,8 @@ class ExampleResult(BaseModel):
     answer: str | None = None
     sources: list[str] | None = None
     error: str | None = None
+    metric_errors: dict[str, str] = Field(default_factory=dict, description="metric -> why this row has no usable score on it "
+                                          "(its evaluator raised, the output field it reads is missing)")
     trace_id: str | None = None
     cached: bool = False
 
@@ -56,7 +59,10 @@ class EvalReport(BaseModel):
     stopped_early: bool = False
     stop_reason: str = ""
     wall_s: float = 0.0
-    unscored: str = Field("", description="Why the spec's objective was scored on no example (metric, field, row, first error)")
+    unscored: dict[str, str] = Field(default_factory=dict, description="metric -> why it was scored on no example "
+                                     "(the field, the row, the first error)")
+    metric_errors: dict[str, str] = Field(default_factory=dict, description="metric -> on how many rows it had no usable "
+                                          "score, and the first row's reason")
 
     def value(self, metric: str, statistic: str = "mean") -> float | None:
         summary = self.summary.get(metric)
@@ -64,26 +70,6 @@ class EvalReport(BaseModel):
 
     def scores_by_example(self, metric: str) -> dict[str, float]:
         return {r.example_id: r.scores[metric] for r in self.results if r.scores.get(metric) is not None}
-
-
-def read_output(state: Any, path: str | None) -> Any:
-    """A dotted path into the final state; integers index lists (``messages.-1.content``)."""
-    if path is None:
-        return None
-    node = state
-    for part in path.split("."):
-        if node is None:
-            return None
-        if isinstance(node, dict):
-            node = node.get(part)
-        elif isinstance(node, (list, tuple)):
-            try:
-                node = node[int(part)]
-            except (ValueError, IndexError):
-                return None
-        else:
-            node = getattr(node, part, None)
-    return node
 
 
 def price(spec: WorkflowSpec, usage: dict[str, dict]) -> float:
@@ -154,29 +140,62 @@ def race_stop(mine: Mapping[str, float], peers: list[Mapping[str, float]], direc
     return ""
 
 
-def unscored_reason(spec: WorkflowSpec, results: list[ExampleResult], examples: list[Example]) -> str:
-    """Why the objective metric has no score on any example, naming the metric, the field, the row and
-    the first error; "" when some example was scored."""
-    metric = spec.objective.metric
-    if not results or any(r.scores.get(metric) is not None for r in results):
-        return ""
-    by_id = {e.id: e for e in examples}
+RUN_METRICS = ("latency_ms", "input_tokens", "output_tokens", "total_tokens", "cost_usd", "error")
+
+
+def usable(result: ExampleResult, metric: str) -> bool:
+    """A score that shows the metric can be measured: not the stand-in a failed run gets (0 for quality,
+    ``on_error``), nor a row the metric has a note on. Cost, latency and errors are measured on any run."""
+    if result.error is not None and metric not in RUN_METRICS:
+        return False
+    return result.scores.get(metric) is not None and metric not in result.metric_errors
+
+
+def unscored_reasons(spec: WorkflowSpec, results: list[ExampleResult], examples: list[Example]) -> dict[str, str]:
+    """Each metric with no usable score on any example, and why, naming the field, the row and the first error.
+    Every run failing leaves every quality metric unscored: zeros stood in for answers nobody gave."""
+    if not results:
+        return {}
+    return {m: unscored_reason(spec, m, results, examples) for m in spec.evals.metric_names
+            if not any(usable(r, m) for r in results)}
+
+
+def unscored_reason(spec: WorkflowSpec, metric: str, results: list[ExampleResult], examples: list[Example]) -> str:
+    """Why ``metric`` has no usable score on any example."""
     first = results[0]
-    row = by_id.get(first.example_id)
     if all(r.error for r in results):
         return f"every example failed; the first, row {first.example_id!r}: {first.error}"
-    if metric in QUALITY_METRICS:
-        path = spec.evals.output.sources if metric == "retrieval_hit" else spec.evals.output.answer
-        if all(r.answer is None for r in results if not r.error) and metric != "retrieval_hit":
-            return (f"{metric} reads the final state's {path!r} (evals.output.answer), which no run produced; "
-                    f"row {first.example_id!r} ended without it")
+    first = next(r for r in results if not r.error)
+    noted = next((r for r in results if metric in r.metric_errors), None)
+    if noted is not None:
+        return f"{metric} has no usable score on any row; the first, row {noted.example_id!r}: {noted.metric_errors[metric]}"
+    row = next((e for e in examples if e.id == first.example_id), None)
+    declared = next((m for m in spec.evals.declared if metric in m.directions()), None)
+    if declared is None and metric in QUALITY_METRICS:
+        output = spec.evals.output.sources if metric == "retrieval_hit" else spec.evals.output.answer
         wanted = {"retrieval_hit": "sources", "contains": "facts or answer"}.get(metric, "answer")
-        if row is not None and not row.expected:
-            return f"row {first.example_id!r} has no expected values; {metric} compares {path!r} with expected.{wanted}"
-        if row is not None:
-            return (f"{metric} compares {path!r} with expected.{wanted}, which row {first.example_id!r} does not have "
-                    f"(its expected keys: {sorted(row.expected)})")
+    elif declared is not None and hasattr(declared, "kind"):
+        output, wanted = declared.output, declared.expected
+    elif declared is not None:
+        return f"{metric}: evaluator {declared.evaluator} returned no score on any row (the first, {first.example_id!r})"
+    else:
+        return f"no example was scored on {metric}"
+    if row is not None and not row.expected:
+        return f"row {first.example_id!r} has no expected values; {metric} compares {output!r} with expected.{wanted}"
+    if row is not None:
+        return (f"{metric} compares {output!r} with expected.{wanted}, which row {first.example_id!r} does not have "
+                f"(its expected keys: {sorted(row.expected)})")
     return f"no example was scored on {metric}"
+
+
+def metric_errors(results: list[ExampleResult]) -> dict[str, str]:
+    """Per metric, how many rows had no usable score and the first row's reason."""
+    noted: dict[str, list[ExampleResult]] = {}
+    for result in results:
+        for metric in result.metric_errors:
+            noted.setdefault(metric, []).append(result)
+    return {m: f"{len(rows)} of {len(results)} rows; the first, row {rows[0].example_id!r}: {rows[0].metric_errors[m]}"
+            for m, rows in noted.items()}
 
 
 class _UsageCounter(UsageMetadataCallbackHandler):
@@ -256,6 +275,7 @@ class EvalRunner:
         self._shared_limit = limit
         self._limit: tuple[asyncio.AbstractEventLoop, FairLimit] | None = None
         self.judge_model = judge_model
+        self.evaluator_version = evaluator_version(spec)
         self.score_export = None  # the last report's Langfuse score upload (a Future), when keys are set
 
     @property
@@ -290,7 +310,7 @@ class EvalRunner:
         config = spec.config if config is None else config
         dataset = dataset or await asyncio.to_thread(load_dataset, spec.dataset_path(), spec.evals.datasets[0].name)
         examples = dataset.select(limit=limit)
-        key = CacheKey(config_hash(config), dataset.hash, EVALUATOR_VERSION)
+        key = CacheKey(config_hash(config), dataset.hash, self.evaluator_version)
         started = time.perf_counter()
 
         cached = await asyncio.to_thread(self.cache.get_many, key, [e.id for e in examples]) if self.cache else {}
@@ -331,13 +351,13 @@ class EvalRunner:
             await asyncio.to_thread(self.recorder.flush, 30.0)
 
         ordered = [results[e.id] for e in examples if e.id in results]
-        metrics = spec.evals.metrics
-        summary = {m: summarize([r.scores[m] for r in ordered if r.scores.get(m) is not None]) for m in metrics}
+        summary = {m: summarize([r.scores[m] for r in ordered if r.scores.get(m) is not None]) for m in spec.evals.metric_names}
         report = EvalReport(
             workflow=spec.workflow, dataset=dataset.name, dataset_hash=dataset.hash, config_hash=key.config_hash,
-            config_version=config_version, results=ordered, summary=summary, examples_total=len(examples),
-            cached=len(cached), stopped_early=bool(stopped), stop_reason=stopped,
-            wall_s=time.perf_counter() - started, unscored=unscored_reason(spec, ordered, examples),
+            config_version=config_version, evaluator_version=self.evaluator_version, results=ordered, summary=summary,
+            examples_total=len(examples), cached=len(cached), stopped_early=bool(stopped), stop_reason=stopped,
+            wall_s=time.perf_counter() - started, unscored=unscored_reasons(spec, ordered, examples),
+            metric_errors=metric_errors(ordered),
         )
         if self.recorder is not None and pending:
             # With Langfuse keys set, the scores go to the runs' traces there, on a background thread.
@@ -398,11 +418,15 @@ class EvalRunner:
                 cost_usd=price(spec, tokens),
                 error=error,
             )
-            scores = score(spec.evals.metrics, outcome, example.expected)
-            if "judge" in spec.evals.metrics and self.judge_model is not None and error is None and example.expected:
+            scores = score(spec.evals.metric_names, outcome, example.expected)
+            notes = missing_outputs(spec, outcome)
+            declared, declared_notes = await score_declared(spec, state, example, error)
+            scores.update(declared)
+            notes.update(declared_notes)
+            if "judge" in spec.evals.metric_names and self.judge_model is not None and error is None and example.expected:
                 try:
                     scores["judge"] = await judge_answer(self.judge_model, question_of(example.inputs), outcome.answer or "", example.expected)
                 except Exception:  # a judge failure leaves the example unjudged, not failed
                     scores["judge"] = None
         return ExampleResult(example_id=example.id, scores=scores, answer=outcome.answer, sources=outcome.sources,
-                             error=error, trace_id=run_id.hex if self.recorder is not None else None)
+                             error=error, metric_errors=notes, trace_id=run_id.hex if self.recorder is not None else None)

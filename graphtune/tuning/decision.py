@@ -98,19 +98,18 @@ class MetricRow(BaseModel):
         return f"{self.statistic} {self.metric}"
 
 
-def metric_row(candidate: EvalReport, baseline: EvalReport, metric: str, statistic: Statistic = "mean",
-               higher_is_better: bool | None = None) -> MetricRow:
-    """The paired comparison of one metric; ``higher_is_better`` overrides the metric's own direction (goals)."""
-    up = metric in HIGHER_IS_BETTER if higher_is_better is None else higher_is_better
+def metric_row(candidate: EvalReport, baseline: EvalReport, metric: str, statistic: Statistic,
+               higher_is_better: bool) -> MetricRow:
+    """The paired comparison of one metric; the caller knows its direction (the goal's, a guardrail's, a built-in's)."""
     base, cand = _pairs(candidate, baseline, metric)
-    row = MetricRow(metric=metric, statistic=statistic, higher_is_better=up, n=len(base))
+    row = MetricRow(metric=metric, statistic=statistic, higher_is_better=higher_is_better, n=len(base))
     if not base:
         return row
     row.baseline, row.candidate = _statistic(base, statistic), _statistic(cand, statistic)
     row.delta, row.ci_low, row.ci_high = _difference(base, cand, statistic)
     row.relative = row.delta / row.baseline if row.baseline else None
     if row.ci_low is not None and row.ci_high is not None:
-        good, bad = (row.ci_low > 0, row.ci_high < 0) if up else (row.ci_high < 0, row.ci_low > 0)
+        good, bad = (row.ci_low > 0, row.ci_high < 0) if higher_is_better else (row.ci_high < 0, row.ci_low > 0)
         row.better = True if good else False if bad else None
     return row
 
@@ -156,7 +155,7 @@ def guardrail_check(candidate: EvalReport, baseline: EvalReport, guardrail: Guar
                         f"(95% CI) {format_number(check.baseline + sign * worst_change)}, limit {format_number(check.limit)}")
         return check
     if check.candidate is None or (g.max_ratio is not None and check.baseline is None):
-        check.detail = f"not measurable: {g.metric} was not scored"
+        check.detail = f"not measurable: {candidate.unscored.get(g.metric) or f'{g.metric} was not scored'}"
         return check
     check.limit = g.max_value if g.max_value is not None else g.max_ratio * check.baseline
     check.passed = check.candidate <= check.limit + _TOLERANCE * max(1.0, abs(check.limit))
@@ -254,11 +253,12 @@ def compare(candidate_id: str, candidate: EvalReport, baseline: EvalReport, goal
             guardrails: list[Guardrail]) -> Comparison:
     goal_row = metric_row(candidate, baseline, goal.metric, goal.statistic, higher_is_better=goal.direction == "maximize")
     rows, seen = [goal_row], {(goal.metric, goal.statistic)}
-    for metric, statistic in [(g.metric, g.statistic) for g in guardrails] + list(STANDARD_ROWS):
+    standard = [(m, s, m in HIGHER_IS_BETTER) for m, s in STANDARD_ROWS]
+    for metric, statistic, up in [(g.metric, g.statistic, g.higher_is_better) for g in guardrails] + standard:
         if (metric, statistic) in seen or candidate.summary.get(metric) is None or baseline.summary.get(metric) is None:
             continue
         seen.add((metric, statistic))
-        row = metric_row(candidate, baseline, metric, statistic)
+        row = metric_row(candidate, baseline, metric, statistic, higher_is_better=up)
         if row.n:
             rows.append(row)
     checks = guardrail_checks(candidate, baseline, guardrails)
@@ -278,13 +278,13 @@ def pareto_front(comparisons: list[Comparison], goal: TuningGoal | None = None,
     """Ids not dominated on quality (max), p95 latency_ms (min) and mean cost_usd (min).
 
     Only complete, feasible candidates take part; the baseline (id ``baseline``) always does, since it
-    is what the team runs today. Quality is the goal metric when it is a quality metric, else the first
-    quality metric the reports have. An axis some point lacks is left out for all.
+    is what the team runs today. Quality is the goal metric when the goal raises it, else the first
+    built-in quality metric the reports have. An axis some point lacks is left out for all.
     """
     pool = ([baseline] if baseline else []) + [c for c in comparisons if c.feasible and c.complete]
     if not pool:
         return []
-    if goal is not None and goal.metric in QUALITY_METRICS:
+    if goal is not None and goal.direction == "maximize":  # a goal to raise is a quality: built-in or the spec's own
         quality = (goal.metric, goal.statistic)
     else:
         quality = next(((m, "mean") for m in QUALITY_METRICS if any(c.value(m) is not None for c in pool)), None)
@@ -411,12 +411,12 @@ def decide(state: dict, now: float | None = None) -> Decision:
                         reason=f"the baseline could not be evaluated ({base_report.stop_reason or 'no results'}), "
                                "so no candidate can be compared: nothing to approve")
 
-    if objective_value(base_report, goal) is None:
-        why = base_report.unscored or base_report.stop_reason or f"no example was scored on {goal.metric}"
+    unmeasured = unmeasured_on_baseline(base_report, goal, request.guardrails)
+    if unmeasured:
         return Decision(round=round_, goal=goal.describe(), next="finish", exhausted=exhausted, spent=spent,
                         ended_by="unscored",
-                        reason=f"the baseline's {goal.describe()} could not be measured ({why}); nothing was proposed. "
-                               "Fix the spec's evals (metric, output path, expected fields) or the workflow, then run again")
+                        reason=f"the baseline's {'; '.join(unmeasured)}; nothing was proposed. Fix the spec's evals "
+                               "(metric, output path, expected fields, evaluator) or the workflow, then run again")
     base_checks = guardrail_checks(base_report, base_report, request.guardrails)
     base_broken = [f"{c.guardrail}: {c.detail}" for c in base_checks if c.passed is False]
     if not any(r.get("id") != "baseline" for r in state.get("candidates") or []):
@@ -509,6 +509,19 @@ def decide(state: dict, now: float | None = None) -> Decision:
         comparisons=comparisons, pareto=pareto_front(comparisons, goal, baseline_self), next=next_step,
         reason=reason, exhausted=exhausted, skipped=skipped, spent=spent, ended_by=ended_by, baseline_broken=base_broken,
     )
+
+
+def unmeasured_on_baseline(report: EvalReport, goal: TuningGoal, guardrails: list[Guardrail]) -> list[str]:
+    """The goal and guardrails the baseline's run could not measure, each with why: a search that cannot
+    measure them would spend its budget blind, or with a guardrail silently off."""
+    found = []
+    for label, metric in [(goal.describe(), goal.metric)] + [(f"guardrail {g.describe()}", g.metric) for g in guardrails]:
+        why = report.unscored.get(metric)
+        if why is None and metric == goal.metric and objective_value(report, goal) is None:
+            why = report.stop_reason or f"no example was scored on {metric}"
+        if why:
+            found.append(f"{label} could not be measured ({why})")
+    return found
 
 
 def at_ceiling(best: Comparison, goal: TuningGoal) -> bool:

@@ -106,11 +106,18 @@ class RequestDraft(BaseModel):
 
 
 def metrics_of(spec: WorkflowSpec) -> list[str]:
-    return list(spec.evals.metrics) or list(METRICS)
+    return spec.evals.metric_names or list(METRICS)
 
 
-def natural_direction(metric: str) -> Literal["maximize", "minimize"]:
-    return "maximize" if metric in HIGHER_IS_BETTER else "minimize"
+def natural_direction(metric: str, spec: WorkflowSpec) -> Literal["maximize", "minimize"]:
+    return spec.evals.direction_of(metric) or "minimize"
+
+
+def directed(guard: Guardrail, spec: WorkflowSpec) -> Guardrail:
+    """A guardrail on the spec's own metric takes its direction from the metric's declaration."""
+    if guard.direction is None and guard.metric not in METRICS:
+        guard.direction = spec.evals.direction_of(guard.metric)
+    return guard
 
 
 def default_statistic(metric: str) -> Statistic:
@@ -119,10 +126,14 @@ def default_statistic(metric: str) -> Statistic:
 
 
 def quality_metric(spec: WorkflowSpec) -> str | None:
-    """What "accuracy" or "quality" means for this workflow: the objective if it measures answers, else the first quality metric."""
-    if spec.objective.metric in QUALITY_METRICS:
+    """What "accuracy" or "quality" means for this workflow: the objective if it measures answers, else the
+    first quality metric (built in, or the spec's own that is maximized)."""
+    def measures_answers(metric: str) -> bool:
+        return metric in QUALITY_METRICS or (metric not in METRICS and spec.evals.direction_of(metric) == "maximize")
+
+    if measures_answers(spec.objective.metric):
         return spec.objective.metric
-    return next((m for m in metrics_of(spec) if m in QUALITY_METRICS), None)
+    return next((m for m in metrics_of(spec) if measures_answers(m)), None)
 
 
 def _norm_name(name: str) -> str:
@@ -210,7 +221,7 @@ def _check_goal(goal: TuningGoal, spec: WorkflowSpec) -> list[str]:
     if goal.metric not in available:
         reasons.append(f"metric {goal.metric!r} is not measured by {spec.workflow}; use one of {available}")
         return reasons
-    natural = natural_direction(goal.metric)
+    natural = natural_direction(goal.metric, spec)
     if goal.direction != natural:
         reasons.append(f"direction {goal.direction!r} is wrong for {goal.metric}: it is {natural}d")
     if goal.target_change is not None:
@@ -265,7 +276,7 @@ def check_draft(draft: RequestDraft, specs: Mapping[str, WorkflowSpec], *, workf
     spec = specs[name]
 
     metric = draft.metric or spec.objective.metric
-    goal_fields = {"metric": metric, "direction": draft.direction or natural_direction(metric),
+    goal_fields = {"metric": metric, "direction": draft.direction or natural_direction(metric, spec),
                    "statistic": draft.statistic or default_statistic(metric),
                    "target_change": draft.target_change or None}
     goal = TuningGoal.model_validate(goal_fields)
@@ -280,7 +291,7 @@ def check_draft(draft: RequestDraft, specs: Mapping[str, WorkflowSpec], *, workf
             continue
         if guard.metric not in metrics_of(spec):
             reasons.append(f"guardrails[{i}].metric {guard.metric!r} is not measured by {spec.workflow}; use one of {metrics_of(spec)}")
-        extra.append(guard)
+        extra.append(directed(guard, spec))
 
     budget_fields = {f: getattr(draft, f) for f in BUDGET_FIELDS if getattr(draft, f) is not None}
     budget = None
@@ -324,7 +335,7 @@ def complete_request(data: Mapping[str, Any], spec: WorkflowSpec) -> TuningReque
     else:
         goal = {"metric": goal} if isinstance(goal, str) else goal
         if isinstance(goal, dict) and isinstance(goal.get("metric"), str):
-            goal = {"direction": natural_direction(goal["metric"]), "statistic": default_statistic(goal["metric"]), **goal}
+            goal = {"direction": natural_direction(goal["metric"], spec), "statistic": default_statistic(goal["metric"]), **goal}
         data["goal"] = goal
     if data.get("guardrails") is None:
         data["guardrails"] = [g.model_dump() for g in spec.guardrails]
@@ -344,6 +355,7 @@ def complete_request(data: Mapping[str, Any], spec: WorkflowSpec) -> TuningReque
     for i, g in enumerate(request.guardrails):
         if g.metric not in metrics_of(spec):
             reasons.append(f"guardrails[{i}].metric {g.metric!r} is not measured by {spec.workflow}; use one of {metrics_of(spec)}")
+        directed(g, spec)
     scope, scope_reasons = _check_scope(request.scope, [], spec)
     if reasons or scope_reasons:
         raise RequestError("; ".join(reasons + scope_reasons))
@@ -631,8 +643,8 @@ def _read_goal(reader: _Reader, spec: WorkflowSpec) -> TuningGoal | None:
         found, statistic = min(statistic_words, key=lambda w: w[0].start())
         if not any(found.start() >= s and found.end() <= e for s, e in taken):
             reader.take(*found.span())
-    goal = TuningGoal(metric=metric, direction=natural_direction(metric), statistic=statistic,
-                      target_change=_read_target(reader, match.start(), natural_direction(metric)))
+    goal = TuningGoal(metric=metric, direction=natural_direction(metric, spec), statistic=statistic,
+                      target_change=_read_target(reader, match.start(), natural_direction(metric, spec)))
     reader.notes.insert(first_note, f"{phrase!r} read as the goal: {goal.describe()}")
     return goal
 

@@ -84,3 +84,19 @@ def test_eval_traces_follow_db(toy_spec, tmp_path, monkeypatch):  # noqa: F811
     with open_trace_store(db) as store:
         runs = store.read(EventQuery(kinds=(EventKind.RUN_END,), sources=("eval",)))
     assert len(runs) == 5 and {r.workflow for r in runs} == {"toy"}
+
+
+def test_eval_table_names_an_evaluator_that_fails_on_some_rows(toy_spec, env):  # noqa: F811
+    import yaml
+
+    (toy_spec.path.parent / "cli_word_count.py").write_text(
+        "def words(output, example):\n"
+        "    if example.id == 'r02':\n"
+        "        raise ValueError('odd row')\n"
+        "    return len(output['answer'].split())\n")
+    raw = yaml.safe_load(toy_spec.path.read_text())
+    raw["evals"]["metrics"] = ["contains", {"name": "words", "evaluator": "cli_word_count.py:words", "direction": "minimize"}]
+    toy_spec.path.write_text(yaml.safe_dump(raw))
+    result = invoke("eval", "--spec", str(toy_spec.path), "--no-record", "--limit", "4")
+    assert result.exit_code == 0, result.output
+    assert "words has no usable score on 1 of 4 rows; the first, row 'r02': evaluator cli_word_count.py:words raised" in " ".join(result.output.split())

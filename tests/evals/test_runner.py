@@ -180,3 +180,81 @@ def test_race_stop_keeps_the_better_half_at_each_rung():
     assert race_stop(poor, [], "maximize", 100, "contains") == ""
     assert race_stop(scores(3, 10), [scores(9, 10)], "maximize", 40, "contains") == ""
     assert race_stop(poor, [scores(9, 10)], "maximize", 100, "contains") == ""
+
+
+def with_metrics(spec_path, metrics, evaluators: str | None = None, module: str = "runner_own_metrics", **changes):
+    """The toy spec with its metrics replaced; ``evaluators`` is written to ``<module>.py`` beside it."""
+    import yaml
+
+    from graphtune.spec import load_spec
+
+    if evaluators is not None:
+        (spec_path.parent / f"{module}.py").write_text(evaluators)
+    raw = {**yaml.safe_load(spec_path.read_text()), **changes}
+    raw["evals"]["metrics"] = metrics
+    spec_path.write_text(yaml.safe_dump(raw))
+    return load_spec(spec_path)
+
+
+COUNTS = ("def answer_words(output, example):\n"
+          "    if example.inputs['question'] == 'two plus two':\n"
+          "        raise ValueError('no words today')\n"
+          "    return len(output['answer'].split())\n")
+
+
+def test_own_metrics_are_scored_summarised_and_their_errors_named_by_row(toy_spec):
+    spec = with_metrics(toy_spec.path, [
+        {"name": "answer_exact", "kind": "contains", "output": "answer", "expected": "answer"},
+        {"name": "words", "evaluator": "runner_own_metrics.py:answer_words", "direction": "minimize"},
+        "error"], COUNTS, objective={"metric": "answer_exact"})
+    report = run(EvalRunner(spec), spec.config)
+    assert report.value("answer_exact") == pytest.approx(39 / 40)  # r05 fails: a wrong answer
+    by_id = {r.example_id: r for r in report.results}
+    assert by_id["r00"].scores["words"] == 4.0 and by_id["r05"].scores["words"] is None
+    assert by_id["r01"].metric_errors == {"words": "evaluator runner_own_metrics.py:answer_words raised ValueError: no words today"}
+    assert report.summary["words"].n == 26  # 40 rows minus 13 raising and 1 failed run
+    assert report.metric_errors["words"].startswith("13 of 40 rows; the first, row 'r01': evaluator runner_own_metrics.py")
+    assert report.unscored == {}
+
+
+def test_a_metric_with_no_usable_score_says_which_field_row_and_error(toy_spec):
+    spec = with_metrics(toy_spec.path, [
+        {"name": "team_exact", "kind": "exact", "output": "assigned_team", "expected": "answer"},
+        {"name": "team_hit", "kind": "exact", "output": "answer", "expected": "team"},
+        {"name": "words", "evaluator": "runner_never.py:answer_words", "direction": "minimize"}, "contains"],
+        "def answer_words(output, example):\n    raise ValueError('not yet')\n", module="runner_never",
+        objective={"metric": "team_exact"}, evals={**yaml_evals(toy_spec), "output": {"answer": "reply"}})
+    report = run(EvalRunner(spec), spec.config)
+    assert report.unscored["team_exact"] == ("team_exact has no usable score on any row; the first, row 'r00': "
+                                             "the final state has no 'assigned_team'")
+    assert report.unscored["team_hit"] == ("team_hit compares 'answer' with expected.team, which row 'r00' does not have "
+                                           "(its expected keys: ['answer', 'facts', 'sources'])")
+    assert report.unscored["words"].endswith("row 'r00': evaluator runner_never.py:answer_words raised ValueError: not yet")
+    assert report.unscored["contains"].endswith("the final state has no 'reply' (evals.output.answer)")
+
+
+def yaml_evals(spec):
+    return spec.evals.model_dump(exclude={"metrics", "output"})
+
+
+def test_a_changed_evaluator_does_not_reuse_results_cached_under_the_old_one(toy_spec, cache):
+    metrics = [{"name": "words", "evaluator": "runner_cached.py:answer_words", "direction": "minimize"}, "error"]
+    source = "def answer_words(output, example):\n    return 1\n"
+    spec = with_metrics(toy_spec.path, metrics, source, module="runner_cached", objective={"metric": "error"})
+    first = run(EvalRunner(spec, cache=cache), spec.config, limit=5)
+    again = run(EvalRunner(spec, cache=cache), spec.config, limit=5)
+    assert again.cached == 5 and again.evaluator_version == first.evaluator_version != "1"
+    (spec.path.parent / "runner_cached.py").write_text(source + "# counts words now\n")
+    changed = run(EvalRunner(spec, cache=cache), spec.config, limit=5)
+    assert changed.cached == 0 and changed.evaluator_version != first.evaluator_version
+
+
+def test_when_every_run_fails_quality_is_unscored_and_errors_are_not(toy_spec, tmp_path):
+    from graphtune.evals.datasets import load_dataset
+
+    rows = write_dataset(tmp_path / "boom.jsonl", [{"id": f"b{i}", "inputs": {"question": "boom"}, "expected": {"answer": "x"}}
+                                                   for i in range(3)])
+    report = run(EvalRunner(toy_spec), toy_spec.config, dataset=load_dataset(rows))
+    assert report.value("contains") == 0.0  # zeros stand in for the answers nobody gave...
+    assert report.unscored["contains"] == "every example failed; the first, row 'b0': RuntimeError: the answer service exploded"
+    assert "error" not in report.unscored and report.value("error") == 1.0  # ...but the errors were measured
