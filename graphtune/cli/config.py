@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import getpass
 import re
 import sys
 from collections.abc import Iterator
@@ -18,6 +17,7 @@ from rich.table import Table
 from graphtune.backends.configs import ChangeLogEntry, ConfigStore, ConfigStoreError, ConfigVersion, open_config_store
 from graphtune.backends.traces import UnknownBackendError
 from graphtune.cli.common import JsonOpt, console, fail, print_json
+from graphtune.graphs.access import local_actor
 from graphtune.tuning.configs import config_diff, format_diff
 
 config_app = typer.Typer(help="Versioned workflow configs: show, history, diff, rollback, export, init.", no_args_is_help=True)
@@ -66,15 +66,6 @@ def _active(store: ConfigStore, workflow: str) -> ConfigVersion:
                    "make one active with `graphtune config init` or a promotion", code=1)
     known = ", ".join(store.workflows()) or "none"
     raise fail(f"workflow {workflow!r} has no configs in {store.url} (workflows there: {known})", code=1)
-
-
-def _actor(actor: str | None) -> str:
-    if actor:
-        return actor
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):  # no login name, e.g. a container with an unnamed uid
-        return "unknown"
 
 
 class _Dumper(yaml.SafeDumper):
@@ -219,7 +210,7 @@ def config_rollback(
     db: DbOpt = None,
 ):
     """Make an earlier version active again (refused if someone promoted meanwhile); clears any traffic split."""
-    name, who = _workflow(workflow, spec), _actor(actor)
+    name, who = _workflow(workflow, spec), local_actor(actor)
     with _store(db) as store:
         current = _active(store, name)
         target = store.rollback(name, version, actor=who, reason=reason, evidence=evidence)  # CAS against `current`
@@ -267,7 +258,7 @@ def config_init(
     loaded = _load_spec(spec)
     with _store(db) as store:
         before = store.active(loaded.workflow)
-        active = store.ensure_active(loaded.workflow, loaded.config, actor=_actor(actor))
+        active = store.ensure_active(loaded.workflow, loaded.config, actor=local_actor(actor))
     if before is None:
         console.print(f"[bold]{loaded.workflow}[/bold]: v{active.version} from {escape(str(loaded.path))} is now active")
     else:

@@ -13,7 +13,8 @@ from typing import Annotated, Optional
 import typer
 
 from graphtune.cli.common import JsonOpt, console, fail, print_json
-from graphtune.cli.tune import AsOpt, CommentOpt, DbOpt, _actor, _controller, _show_outcome, _summary, _use_db
+from graphtune.cli.tune import AsOpt, CommentOpt, DbOpt, _controller, _show_outcome, _summary, _use_db
+from graphtune.graphs.access import local_actor
 
 experiment_app = typer.Typer(help="Live experiments: a candidate on a share of real traffic before promotion.",
                              no_args_is_help=True)
@@ -29,7 +30,7 @@ def start(thread: str, share: Annotated[float, typer.Option(help="Share of live 
         raise fail(f"--share is a share of traffic between 0 and 1 (exclusive), got {share}")
     controller = _controller(as_json, experiment_share=share)
     try:
-        result = asyncio.run(controller.resume(thread, {"action": "experiment", "actor": _actor(who), "comment": comment}))
+        result = asyncio.run(controller.resume(thread, {"action": "experiment", "actor": local_actor(who), "comment": comment}))
     except LookupError as error:
         raise fail(str(error)) from None
     if as_json:
@@ -104,7 +105,7 @@ def stop(workflow: str, comment: CommentOpt = "", who: AsOpt = None, db: DbOpt =
             console.print(f"{workflow} has no traffic split: all traffic already goes to its active version.")
             return
         try:
-            store.clear_split(workflow, expected_revision=split.revision, actor=_actor(who),
+            store.clear_split(workflow, expected_revision=split.revision, actor=local_actor(who),
                               reason=comment or "experiment stopped (kill switch)")
         except ConflictError as error:
             raise fail(f"{error}; run the command again") from None

@@ -8,7 +8,6 @@ any process.
 from __future__ import annotations
 
 import asyncio
-import getpass
 import os
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -17,6 +16,7 @@ import typer
 from rich.markdown import Markdown
 
 from graphtune.cli.common import JsonOpt, console, fail, print_json
+from graphtune.graphs.access import local_actor
 from graphtune.graphs.context import ControllerContext
 from graphtune.graphs.local_controller import LocalController, RunResult
 from graphtune.tuning.decision import Spent
@@ -31,15 +31,6 @@ def _use_db(db: str | None) -> None:
     """One URL for everything this process touches, the recorder included."""
     if db:
         os.environ["GRAPHTUNE_DATABASE_URL"] = db
-
-
-def _actor(who: str | None) -> str:
-    if who:
-        return who
-    try:
-        return getpass.getuser()
-    except Exception:  # no login name (containers): still someone
-        return "unknown"
 
 
 def _spec_ref(spec: str | None) -> str | None:
@@ -173,7 +164,7 @@ def register(app: typer.Typer) -> None:
         else:
             console.print(f"thread [cyan]{result.thread_id}[/cyan]")
             if result.pending:
-                result = _ask(controller, result, _actor(who))
+                result = _ask(controller, result, local_actor(who))
             _show_outcome(result)
         if (result.outcome or {}).get("status") in _FAILED:
             raise typer.Exit(1)
@@ -196,7 +187,7 @@ def register(app: typer.Typer) -> None:
         _use_db(db)
         controller = _controller(as_json)
         try:
-            result = asyncio.run(controller.resume(thread, {"action": action, "actor": _actor(who), "comment": comment}))
+            result = asyncio.run(controller.resume(thread, {"action": action, "actor": local_actor(who), "comment": comment}))
         except LookupError as error:
             raise fail(str(error)) from None
         if as_json:
@@ -225,7 +216,7 @@ def register(app: typer.Typer) -> None:
 
         _use_db(db)
         with open_config_store() as store:
-            released = store.release_tuning(workflow, None, actor=_actor(who), reason=comment)
+            released = store.release_tuning(workflow, None, actor=local_actor(who), reason=comment)
         if released is None:
             console.print(f"{workflow} is not held by any tuning run.")
         else:

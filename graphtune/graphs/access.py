@@ -20,6 +20,7 @@ starting: it never falls back to no auth.
 
 from __future__ import annotations
 
+import getpass
 import hashlib
 import hmac
 import os
@@ -36,6 +37,7 @@ OPERATOR = "operator"
 AUTH_OFF = "graphtune:auth-off"  # a permission marking callers of a server without auth
 
 AUTH_ENV = "GRAPHTUNE_AUTH"
+ACTOR_ENV = "GRAPHTUNE_ACTOR"
 TOKENS_FILE_ENV = "GRAPHTUNE_AUTH_TOKENS_FILE"
 TOKENS_ENV = "GRAPHTUNE_AUTH_TOKENS"
 LOCAL_IDENTITY = "local"
@@ -47,7 +49,7 @@ class AccessConfigError(ValueError):
 
 
 class AuthenticationError(Exception):
-    """A request without a valid bearer token (HTTP 401)."""
+    """A request without a valid token (HTTP 401)."""
 
 
 class TokenEntry(BaseModel):
@@ -89,7 +91,7 @@ def token_digest(token: str) -> str:
 
 
 class AccessPolicy:
-    """Turns an ``Authorization`` header into a ``Principal``, or refuses it."""
+    """Turns an ``Authorization`` (or ``X-Api-Key``) header into a ``Principal``, or refuses it."""
 
     def __init__(self, mode: Literal["off", "tokens"], entries: list[TokenEntry] = (), *, source: str = ""):
         self.mode = mode
@@ -102,19 +104,35 @@ class AccessPolicy:
                     f"approve promotions. Fine on a laptop; elsewhere set {AUTH_ENV}=tokens and {TOKENS_FILE_ENV}.")
         return f"graphtune auth: {len(self._by_digest)} bearer tokens from {self.source}"
 
-    def authenticate(self, authorization: str | None) -> Principal:
+    def authenticate(self, authorization: str | None, api_key: str | None = None) -> Principal:
+        """The caller behind ``Authorization: Bearer <token>``, or behind ``X-Api-Key: <token>`` (what
+        LangChain's JavaScript SDK and Agent Chat UI send) when there is no Authorization header."""
         if self.mode == "off":
             return Principal(LOCAL_IDENTITY, (OPERATOR, APPROVER, AUTH_OFF))
-        scheme, _, token = (authorization or "").strip().partition(" ")
-        if not authorization:
-            raise AuthenticationError("missing Authorization header: send 'Authorization: Bearer <token>'")
-        if scheme.lower() != "bearer" or not token.strip():
-            raise AuthenticationError("the Authorization header must be 'Bearer <token>'")
+        if authorization:
+            scheme, _, token = authorization.strip().partition(" ")
+            if scheme.lower() != "bearer" or not token.strip():
+                raise AuthenticationError("the Authorization header must be 'Bearer <token>'")
+        elif api_key and api_key.strip():
+            token = api_key
+        else:
+            raise AuthenticationError("missing credentials: send 'Authorization: Bearer <token>' or 'X-Api-Key: <token>'")
         digest = token_digest(token.strip())
         for known, entry in self._by_digest.items():
             if hmac.compare_digest(known, digest):
                 return Principal(entry.identity, tuple(entry.roles))
-        raise AuthenticationError("invalid bearer token")
+        raise AuthenticationError("invalid bearer token" if authorization else "invalid X-Api-Key")
+
+
+def local_actor(named: str | None = None) -> str:
+    """Who acts where nobody is authenticated (auth off, the CLI): the name given, else
+    ``GRAPHTUNE_ACTOR``, else the OS user; the change log never says "anonymous"."""
+    if named or os.environ.get(ACTOR_ENV):
+        return str(named or os.environ[ACTOR_ENV])
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no login name, e.g. a container with an unnamed uid
+        return "unknown"
 
 
 _served_policy: AccessPolicy | None = None

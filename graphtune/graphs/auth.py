@@ -1,4 +1,5 @@
-"""``auth.path`` in langgraph.json: bearer tokens, and who may do what on the LangGraph server.
+"""``auth.path`` in langgraph.json: tokens (``Authorization: Bearer`` or ``X-Api-Key``), and who may do
+what on the LangGraph server.
 
 The LangGraph server calls ``authenticate`` on every request (401 without a valid token) and the
 ``auth.on`` handlers before every action. A refusal is a 403 before anything runs, so the thread stays
@@ -12,6 +13,10 @@ exactly where it was:
   a run with ``command.update`` or ``command.goto``, a resume that stops a live experiment, and
   creating or changing assistants (whose defaults every run through them gets) need the ``approver``
   role: an operator drives runs, it does not edit what they decided or what they start from.
+
+A run whose only command is ``goto: "__end__"`` on a thread waiting for approval (Agent Chat UI's
+"Mark as Resolved") is turned into what it means, a rejection (``graphtune.graphs.hitl.end_as_reject``),
+here because this is the one place that sees a run's command before the graph runs.
 
 These handlers keep the obvious doors shut; they are not what makes a promotion safe. The nodes that
 write (approve, promote, experiment) check the run's authenticated caller and role again as they
@@ -29,6 +34,7 @@ from typing import Any
 from langgraph_sdk import Auth
 
 from graphtune.graphs.access import APPROVER, OPERATOR, AuthenticationError, load_policy, serve_with
+from graphtune.graphs.hitl import end_as_reject
 
 log = logging.getLogger("graphtune.auth")
 
@@ -42,9 +48,10 @@ auth = Auth()
 
 
 @auth.authenticate
-async def authenticate(authorization: str | None) -> Auth.types.MinimalUserDict:
+async def authenticate(authorization: str | None, headers: dict[bytes, bytes] | None) -> Auth.types.MinimalUserDict:
+    api_key = (headers or {}).get(b"x-api-key")
     try:
-        principal = POLICY.authenticate(authorization)
+        principal = POLICY.authenticate(authorization, api_key.decode("utf-8", "replace") if api_key else None)
     except AuthenticationError as error:
         raise Auth.exceptions.HTTPException(status_code=401, detail=str(error)) from None
     return {"identity": principal.identity, "permissions": list(principal.permissions)}
@@ -79,6 +86,8 @@ async def create_run(ctx: Auth.types.AuthContext, value: Auth.types.RunsCreate) 
         _require(ctx, APPROVER, f"send command.{', command.'.join(steering)} (it writes the thread's state or skips its steps)")
     if "approval" in kinds:
         _require(ctx, APPROVER, f"resume or run thread {thread_id}, which waits for approval")
+        if end_as_reject(command):  # "Mark as Resolved": LangGraph alone would re-run the approval and wait again
+            log.info("thread %s ended by %s while waiting for approval: answered as a rejection", thread_id, ctx.user.identity)
     elif "experiment_pending" in kinds and _stops(command.get("resume")):
         _require(ctx, APPROVER, f"stop the live experiment of thread {thread_id}")
     else:

@@ -128,6 +128,7 @@ class ControllerContext:
     seed: int = 0
     observe_window: str | None = None  # None = the spec's observe.window
     experiment_share: float = 0.1  # live traffic a candidate gets when the approver answers "experiment"
+    actor: str | None = field(default_factory=lambda: _env("GRAPHTUNE_ACTOR"))  # who answers where nobody is authenticated; None = the OS user
     # tests and benchmarks plug in here; the product leaves them unset
     chat_model_factory: Callable[[], Any] | None = None  # builds the controller's chat model
     runner_factory: Callable[..., Any] | None = None  # builds an EvalRunner-compatible object for a spec

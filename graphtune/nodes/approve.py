@@ -21,8 +21,9 @@ from langgraph.runtime import Runtime
 from langgraph.types import Command, Send, interrupt
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
-from graphtune.graphs.access import APPROVER
+from graphtune.graphs.access import APPROVER, local_actor
 from graphtune.graphs.context import ControllerContext, WriteRefused, actor_for, current_thread_id
+from graphtune.graphs.hitl import ENDED_COMMENT, card_answer, hitl_request, is_card_answer, parse_mutations
 from graphtune.graphs.state import Approval, CandidateRecord, ControllerState, EvalTask
 from graphtune.llm import model_available
 from graphtune.spec import load_spec
@@ -33,22 +34,18 @@ from graphtune.tuning.report import ApprovalReport, build_report, format_report
 from graphtune.tuning.request import TuningRequest
 
 ACTIONS = ("approve", "reject", "edit", "experiment")
-HITL_DECISIONS = ("approve", "reject", "edit")  # the subset LangChain's human-in-the-loop UIs know
 RESUME_HELP = ('resume with {"action": "approve" | "reject" | "edit" | "experiment", "actor": "<who>", "comment": "...", '
                '"mutations": [{"path": "...", "value": ...}] (edit only, relative to the baseline)}; '
                '"experiment" tries the candidate on a share of live traffic first')
-
-
-HITL_ACTION = "promote_config"  # the action a human-in-the-loop UI shows for approval
 
 
 class ApprovalRequest(BaseModel):
     """The interrupt payload: what a client shows the approver.
 
     ``response_schema`` is the JSON Schema of the resume value. ``action_requests`` and
-    ``review_configs`` are LangChain's human-in-the-loop request shape (``HITLRequest``), so UIs
-    that render it (Agent Chat UI, Agent Inbox) offer approve / edit / reject; their answer
-    (``{"decisions": [{"type": "approve"}]}``) is accepted as a resume value too.
+    ``review_configs`` are LangChain's human-in-the-loop request shape (``graphtune.graphs.hitl``), so
+    UIs that render it (Agent Chat UI, Agent Inbox) show a card with approve / edit / reject; their
+    answers are accepted as resume values too.
     """
 
     kind: Literal["approval"] = "approval"
@@ -61,45 +58,27 @@ class ApprovalRequest(BaseModel):
     markdown: str
     error: str | None = None
     action_requests: list[dict[str, Any]] = Field(default_factory=list)
-    review_configs: list[dict[str, Any]] = Field(default_factory=lambda: [{
-        "action_name": HITL_ACTION, "allowed_decisions": list(HITL_DECISIONS),
-        "args_schema": {"type": "object", "properties": {"mutations": Approval.model_json_schema()["properties"]["mutations"]},
-                        "$defs": Approval.model_json_schema().get("$defs", {})}}])
+    review_configs: list[dict[str, Any]] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _hitl_request(self) -> ApprovalRequest:
         if not self.action_requests:
-            mutations = (self.report.get("candidate") or {}).get("mutations", [])
-            self.action_requests = [{"name": HITL_ACTION, "description": self.markdown,
-                                     "args": {"workflow": self.workflow, "candidate_id": self.candidate_id,
-                                              "mutations": mutations}}]
+            card = hitl_request(ApprovalReport.model_validate(self.report), self.error)
+            self.action_requests, self.review_configs = card["action_requests"], card["review_configs"]
         return self
 
 
-def from_hitl_response(value: dict) -> dict:
-    """A LangChain human-in-the-loop answer (``{"decisions": [...]}``) as graphtune's resume value."""
-    decisions = value.get("decisions")
-    if not isinstance(decisions, list) or len(decisions) != 1 or not isinstance(decisions[0], dict):
-        raise ValueError(f"decisions: expected one decision for {HITL_ACTION}, got {decisions!r}")
-    decision = decisions[0]
-    kind = decision.get("type")
-    if kind == "edit":
-        action = decision.get("edited_action") or {}
-        return {"action": "edit", "mutations": (action.get("args") or {}).get("mutations") or [],
-                "comment": decision.get("message", "")}
-    if kind in ("approve", "reject"):
-        return {"action": kind, "comment": decision.get("message", "")}
-    raise ValueError(f"decisions[0].type: expected approve, edit or reject, got {kind!r}")
-
-
-def parse_approval(value: Any) -> Approval:
-    """The resume value as an ``Approval``; ``ValueError`` with what was expected otherwise."""
+def parse_approval(value: Any, default_actor: str = "") -> Approval:
+    """The resume value as an ``Approval``; ``ValueError`` with what was expected otherwise. An answer
+    that names nobody is in ``default_actor``'s name (``ControllerContext.local_actor``)."""
     if isinstance(value, str):
         value = {"action": value.strip().lower()}
-    if isinstance(value, dict) and "decisions" in value:
-        value = from_hitl_response(value)
+    if is_card_answer(value):
+        value = card_answer(value)
+    if isinstance(value, dict) and isinstance(value.get("mutations"), (str, dict)):
+        value = {**value, "mutations": parse_mutations(value["mutations"])}
     if isinstance(value, dict) and not value.get("actor"):
-        value = {**value, "actor": "anonymous"}
+        value = {**value, "actor": default_actor or local_actor()}
     try:
         approval = Approval.model_validate(value)
     except ValidationError as error:
@@ -148,16 +127,19 @@ async def approve(state: ControllerState, runtime: Runtime[ControllerContext]) -
                               markdown=format_report_dict(saved), error=state.get("approval_error"))
     answer = interrupt(payload.model_dump(mode="json"))
 
+    ctx = runtime.context or ControllerContext()
     try:
-        approval = approver_checked(parse_approval(answer))
+        approval = approver_checked(parse_approval(answer, local_actor(ctx.actor)))
         if approval.action == "edit":
-            return await _edit(state, runtime.context or ControllerContext(), approval)
-    except ValueError as error:
+            return await _edit(state, ctx, approval)
+    except ValueError as error:  # said in the chat too: a UI's card shows no error field
         return Command(goto="approve", update={
             "approval_error": str(error),
-            "messages": [AIMessage(f"That answer was not understood: {error}", name="approve")]})
+            "messages": [AIMessage(f"That answer was refused, the candidate still waits for approval: {error}", name="approve")]})
     approval = approval.model_copy(update={"candidate_id": approval.candidate_id or candidate_id})
     said = f"{approval.actor} chose to {approval.action} {approval.candidate_id}" + (f": {approval.comment}" if approval.comment else "")
+    if approval.comment == ENDED_COMMENT:
+        said = f"{approval.actor} ended the thread from the chat without an answer: rejecting {approval.candidate_id}"
     after_live = (state.get("experiment") or {}).get("status") in ("decided", "stopped")
     goto = "experiment" if approval.action == "experiment" or (approval.action == "approve" and after_live) else "promote"
     return Command(goto=goto, update={"approval": approval.model_dump(mode="json"), "approval_error": None,

@@ -33,7 +33,7 @@ from langgraph.types import Command, interrupt
 from pydantic import BaseModel
 
 from graphtune.backends.configs import ConflictError
-from graphtune.graphs.access import APPROVER
+from graphtune.graphs.access import APPROVER, local_actor
 from graphtune.graphs.context import ControllerContext, WriteRefused, actor_for
 from graphtune.graphs.state import Approval, ControllerState, ExperimentRecord
 from graphtune.tuning.experiment import LiveLook, judge, live_plan, next_share
@@ -186,7 +186,7 @@ async def experiment_wait(state: ControllerState, runtime: Runtime[ControllerCon
     answer: Any = interrupt(payload.model_dump(mode="json"))
     if isinstance(answer, dict) and str(answer.get("action", "")).lower() == "stop":
         try:
-            actor = actor_for(APPROVER, f"stop the {record.stage} of {record.candidate_id}", str(answer.get("actor") or "anonymous"))
+            actor = actor_for(APPROVER, f"stop the {record.stage} of {record.candidate_id}", local_actor(answer.get("actor") or ctx.actor))
         except WriteRefused as refused:
             return Command(goto="experiment_wait", update={"messages": [
                 AIMessage(f"Not stopped: {refused}.", name="experiment_wait")]})

@@ -70,18 +70,20 @@ def _promoted(workflow: str, version: int, from_version: int, actor: str) -> Out
                    message=f"{workflow}: version {version} is active (was {from_version}), approved by {actor}.")
 
 
-def release_claim(ctx: ControllerContext, state: ControllerState) -> None:
-    """Let the next tuning run of the workflow start. A store that cannot be reached leaves the claim
-    for ``graphtune unlock``; the run's outcome stands either way."""
+def release_claim(ctx: ControllerContext, state: ControllerState) -> bool:
+    """Let the next tuning run of the workflow start; True when released. A store that cannot be
+    reached leaves the claim for ``graphtune unlock``; the run's outcome stands either way."""
     workflow, holder = (state.get("request") or {}).get("workflow"), state.get("tuning_claim")
     if not workflow or not holder:
-        return
+        return False
     try:
         with ctx.config_store() as store:
             store.release_tuning(workflow, holder, actor="graphtune")
+        return True
     except Exception as error:  # noqa: BLE001 - reported, never fatal to a finished run
         log.warning("could not release %s's tuning claim (thread %s): %s; run `graphtune unlock %s`",
                     workflow, holder, error, workflow)
+        return False
 
 
 async def promote(state: ControllerState, runtime: Runtime[ControllerContext]) -> Command:
@@ -97,7 +99,8 @@ async def promote(state: ControllerState, runtime: Runtime[ControllerContext]) -
         record = ExperimentRecord.model_validate(state["experiment"])
         await asyncio.to_thread(take_back, ctx, record, actor, approval.comment or "rejected")
     outcome = await asyncio.to_thread(_apply, ctx, state, approval)
-    await asyncio.to_thread(release_claim, ctx, state)
+    if await asyncio.to_thread(release_claim, ctx, state):
+        outcome.message += f" {outcome.workflow} is free for the next tuning request."
     return Command(goto="record", update={"outcome": outcome.model_dump(mode="json"),
                                           "messages": [AIMessage(outcome.message, name="promote")]})
 

@@ -485,9 +485,20 @@ class _Reader:
             words = [w for w in words if w and w not in _FILLER]
             read = any(s < end and e > start for s, e in self.consumed)
             if len(words) >= (2 if read else 1):
-                clause = self.phrase(start, end).strip(" ,;!?.")
+                clause = self.unread(start, end) if read else self.phrase(start, end).strip(" ,;!?.")
                 out.append(re.sub(r"^(?:and|but|then)\s+", "", clause, flags=re.I))
         return out
+
+    def unread(self, start: int, end: int) -> str:
+        """The words of ``text[start:end]`` outside the recognised phrases, "…" where one was: a note
+        never quotes back as not understood what was read (the goal's own words)."""
+        pieces, at = [], start
+        for s, e in sorted(self.consumed):
+            if e > at and s < end:
+                pieces.append(self.phrase(at, max(s, at)).strip(" ,;!?."))
+                at = min(e, end)
+        pieces.append(self.phrase(at, end).strip(" ,;!?."))
+        return " … ".join(p for p in pieces if p)
 
 
 def _number(raw: str) -> float:

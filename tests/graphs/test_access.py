@@ -34,17 +34,24 @@ def test_tokens_inline_in_the_environment():
     assert policy.authenticate(f"Bearer {DANA}").identity == "dana"
 
 
-@pytest.mark.parametrize(("header", "problem"), [
-    (None, "missing Authorization header"),
-    ("", "missing Authorization header"),
-    (f"Basic {DANA}", "must be 'Bearer <token>'"),
-    ("Bearer ", "must be 'Bearer <token>'"),
-    ("Bearer not-a-known-token-at-all", "invalid bearer token"),
+@pytest.mark.parametrize(("header", "api_key", "problem"), [
+    (None, None, "missing credentials: send 'Authorization: Bearer <token>' or 'X-Api-Key: <token>'"),
+    ("", " ", "missing credentials"),
+    (f"Basic {DANA}", None, "must be 'Bearer <token>'"),
+    ("Bearer ", DANA, "must be 'Bearer <token>'"),  # a broken Authorization header is not saved by a key beside it
+    ("Bearer not-a-known-token-at-all", DANA, "invalid bearer token"),
+    (None, "not-a-known-token-at-all", "invalid X-Api-Key"),
 ])
-def test_requests_without_a_valid_token_are_refused(tmp_path, header, problem):
+def test_requests_without_a_valid_token_are_refused(tmp_path, header, api_key, problem):
     policy = load_policy(tokens_env(tmp_path, f"tokens: [{{identity: dana, roles: [approver], token: {DANA}}}]"))
     with pytest.raises(AuthenticationError, match=problem):
-        policy.authenticate(header)
+        policy.authenticate(header, api_key)
+
+
+def test_an_api_key_header_authenticates_like_a_bearer_token(tmp_path):
+    """Agent Chat UI and LangChain's JavaScript SDK send their key as ``X-Api-Key``."""
+    policy = load_policy(tokens_env(tmp_path, f"tokens: [{{identity: dana, roles: [approver], token: {DANA}}}]"))
+    assert policy.authenticate(None, DANA) == policy.authenticate(f"Bearer {DANA}") == Principal("dana", ("approver",))
 
 
 def test_auth_off_is_explicit_or_the_unconfigured_default():

@@ -6,6 +6,7 @@ includes ``answer.quality: good`` or ``explode`` (a config whose graph cannot be
 """
 
 import asyncio
+import getpass
 
 import pytest
 
@@ -23,6 +24,7 @@ def db(tmp_path, monkeypatch):
     monkeypatch.setenv("GRAPHTUNE_DATABASE_URL", url)
     monkeypatch.delenv("GRAPHTUNE_TRACES_URL", raising=False)
     monkeypatch.delenv("GRAPHTUNE_MODEL", raising=False)
+    monkeypatch.delenv("GRAPHTUNE_ACTOR", raising=False)
     return url
 
 
@@ -75,10 +77,13 @@ def test_an_invalid_answer_keeps_the_thread_at_approval(db, weak_toy_spec):
     assert bad_edit.pending and "answer.qualty" in bad_edit.pending["error"]
     with open_config_store(db) as store:
         assert store.active("toy").version == 1
+    said = [m.content for m in bad_edit.values["messages"] if getattr(m, "name", None) == "approve"]
+    assert "That answer was refused" in said[-1] and "answer.qualty" in said[-1]  # in the chat, for a UI's card
     done = resume(db, parked.thread_id, "approve")
     assert done.outcome["status"] == "promoted"
+    assert done.outcome["message"].endswith("toy is free for the next tuning request.")
     with open_config_store(db) as store:
-        assert store.history("toy")[0].actor == "anonymous"
+        assert store.history("toy")[0].actor == getpass.getuser()  # nobody authenticated: the OS user, not "anonymous"
 
 
 def test_reject_is_logged_and_changes_nothing(db, weak_toy_spec):
@@ -93,9 +98,9 @@ def test_reject_is_logged_and_changes_nothing(db, weak_toy_spec):
 
 def test_an_edit_is_evaluated_and_comes_back_for_approval(db, weak_toy_spec):
     parked = start(db, weak_toy_spec)
-    edited = resume(db, parked.thread_id, {"action": "edit", "actor": "dana", "comment": "slower but good",
-                                           "mutations": [{"path": "answer.quality", "value": "good"},
-                                                         {"path": "answer.delay_s", "value": 0.002}]})
+    as_the_chat_ui_sends_it = '[{"path": "answer.quality", "value": "good"}, {"path": "answer.delay_s", "value": 0.002}]'
+    edited = resume(db, parked.thread_id, {"decisions": [{"type": "edit", "edited_action": {
+        "name": parked.pending["action_requests"][0]["name"], "args": {"mutations": as_the_chat_ui_sends_it}}}]})
     assert edited.pending and edited.pending["candidate_id"] == "e1"
     assert {"path": "answer.delay_s", "value": 0.002} in edited.pending["report"]["candidate"]["mutations"]
     done = resume(db, parked.thread_id, {"action": "approve", "actor": "dana"})
@@ -151,3 +156,10 @@ def test_resuming_a_thread_that_is_not_waiting_says_so(db, weak_toy_spec):
     resume(db, parked.thread_id, "reject")
     with pytest.raises(LookupError, match="not waiting for approval"):
         resume(db, parked.thread_id, "approve")
+
+
+def test_production_traffic_is_summarised_once_per_run_not_every_round(db, weak_toy_spec):
+    parked = start(db, weak_toy_spec, text="improve toy accuracy; try 1 candidate, at most 3 rounds")
+    observed = [m.content for m in parked.values["messages"] if getattr(m, "name", None) == "observe"]
+    assert len(observed) >= 2, observed  # more than one round ran
+    assert sum("production runs" in m for m in observed) == 1, observed

@@ -352,3 +352,10 @@ def test_invalid_structured_request_names_the_key(data, message):
     with pytest.raises(RequestError, match=None) as info:
         complete_request(data, SUPPORT)
     assert message in str(info.value)
+
+
+def test_words_read_as_the_goal_are_never_quoted_back_as_not_understood():
+    request = parse_request("support_qa gives wrong answers too often", ONE).request
+    assert request.goal.metric == "contains"
+    assert not any("wrong answers" in n and "not understood" in n for n in request.notes), request.notes
+    assert "not understood, ignored: 'gives … too often'" in request.notes  # what was left over, and only that
