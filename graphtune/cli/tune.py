@@ -8,38 +8,18 @@ any process.
 from __future__ import annotations
 
 import asyncio
-import getpass
-import os
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
 from rich.markdown import Markdown
 
-from graphtune.cli.common import JsonOpt, console, fail, print_json
+from graphtune.cli.common import AsOpt, DbOpt, JsonOpt, ReasonOpt, actor, console, fail, print_json, use_db
 from graphtune.graphs.context import ControllerContext
 from graphtune.graphs.local_controller import LocalController, RunResult
 from graphtune.tuning.decision import Spent
 
-DbOpt = Annotated[Optional[str], typer.Option("--db", help="Database URL for checkpoints, configs, traces and the eval cache. Default: GRAPHTUNE_DATABASE_URL or sqlite:///.graphtune/graphtune.db")]
-AsOpt = Annotated[Optional[str], typer.Option("--as", help="Who approves (default: the OS user).")]
-CommentOpt = Annotated[str, typer.Option("--comment", "-m", help="Why; kept in the change log.")]
 QUIET_NODES = {"record", "record_progress"}
-
-
-def _use_db(db: str | None) -> None:
-    """One URL for everything this process touches, the recorder included."""
-    if db:
-        os.environ["GRAPHTUNE_DATABASE_URL"] = db
-
-
-def _actor(who: str | None) -> str:
-    if who:
-        return who
-    try:
-        return getpass.getuser()
-    except Exception:  # no login name (containers): still someone
-        return "unknown"
 
 
 def _spec_ref(spec: str | None) -> str | None:
@@ -89,7 +69,7 @@ def _show_outcome(result: RunResult) -> None:
         console.print(f"[{style}]{outcome.get('status')}[/{style}]: {outcome.get('message')}")
 
 
-def _ask(controller: LocalController, result: RunResult, actor: str) -> RunResult:
+def _ask(controller: LocalController, result: RunResult, person: str) -> RunResult:
     """The interactive approval prompt; 'later' leaves the thread parked."""
     while result.pending:
         if result.pending.get("error"):
@@ -98,11 +78,11 @@ def _ask(controller: LocalController, result: RunResult, actor: str) -> RunResul
         if choice == "later":
             console.print(f"Parked. Resume with: graphtune approve {result.thread_id}  (or reject)")
             return result
-        answer: dict[str, Any] = {"action": choice, "actor": actor}
+        answer: dict[str, Any] = {"action": choice, "actor": person}
         if choice == "edit":
             changes = typer.prompt("changes as path=value, comma separated (values are YAML)")
             answer["mutations"] = _parse_changes(changes)
-        answer["comment"] = typer.prompt("comment", default="")
+        answer["comment"] = typer.prompt("reason", default="")
         result = asyncio.run(controller.resume(result.thread_id, answer))
     return result
 
@@ -147,7 +127,7 @@ def register(app: typer.Typer) -> None:
     def tune(
         request: Annotated[str, typer.Argument(help='What you want, e.g. "support_qa is too slow; cut latency 20% without losing accuracy".')] = "",
         spec: Annotated[Optional[str], typer.Option("--spec", help="Workflow spec file or bundled name (support_qa).")] = None,
-        no_input: Annotated[bool, typer.Option("--no-input", help="Do not prompt: print the pending proposal and thread id as JSON and exit.")] = False,
+        no_input: Annotated[bool, typer.Option("--no-input", "--json", help="Do not prompt: print the pending proposal and thread id as JSON and exit.")] = False,
         who: AsOpt = None,
         thread: Annotated[Optional[str], typer.Option("--thread", help="Thread id (default: a new one). An unfinished thread (its process died) carries on from its last checkpoint.")] = None,
         batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Candidates per round.")] = None,
@@ -158,7 +138,7 @@ def register(app: typer.Typer) -> None:
         db: DbOpt = None,
     ):
         """Tune a workflow: observe, propose, evaluate, then stop at approval."""
-        _use_db(db)
+        use_db(db)
         controller = _controller(no_input, batch_size=batch_size, eval_limit=eval_limit, concurrency=concurrency,
                                  seed=seed, observe_window=window)
         existing = _existing_thread(controller, thread) if thread else None
@@ -173,7 +153,7 @@ def register(app: typer.Typer) -> None:
         else:
             console.print(f"thread [cyan]{result.thread_id}[/cyan]")
             if result.pending:
-                result = _ask(controller, result, _actor(who))
+                result = _ask(controller, result, actor(who))
             _show_outcome(result)
         if (result.outcome or {}).get("status") in _FAILED:
             raise typer.Exit(1)
@@ -181,7 +161,7 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def pending(db: DbOpt = None, as_json: JsonOpt = False):
         """List tuning threads waiting for approval, and live experiments collecting data."""
-        _use_db(db)
+        use_db(db)
         threads = asyncio.run(_controller(True).pending())
         if as_json:
             print_json([t.__dict__ for t in threads])
@@ -192,11 +172,11 @@ def register(app: typer.Typer) -> None:
             what = "approval" if t.kind == "approval" else f"live {t.detail}"
             console.print(f"[cyan]{t.thread_id}[/cyan]  {t.workflow}  candidate {t.candidate_id}  {what}  {t.created_at or ''}  {t.request}")
 
-    def _answer(thread: str, action: str, comment: str, who: str | None, db: str | None, as_json: bool) -> None:
-        _use_db(db)
+    def _answer(thread: str, action: str, reason: str, who: str | None, db: str | None, as_json: bool) -> None:
+        use_db(db)
         controller = _controller(as_json)
         try:
-            result = asyncio.run(controller.resume(thread, {"action": action, "actor": _actor(who), "comment": comment}))
+            result = asyncio.run(controller.resume(thread, {"action": action, "actor": actor(who), "comment": reason}))
         except LookupError as error:
             raise fail(str(error)) from None
         if as_json:
@@ -209,24 +189,26 @@ def register(app: typer.Typer) -> None:
             raise typer.Exit(1)
 
     @app.command()
-    def approve(thread: str, comment: CommentOpt = "", who: AsOpt = None, db: DbOpt = None, as_json: JsonOpt = False):
+    def approve(thread: str, reason: ReasonOpt = "", who: AsOpt = None, db: DbOpt = None, as_json: JsonOpt = False):
         """Approve the proposal of a tuning thread: promote it (compare-and-set)."""
-        _answer(thread, "approve", comment, who, db, as_json)
+        _answer(thread, "approve", reason, who, db, as_json)
 
     @app.command()
-    def reject(thread: str, comment: CommentOpt = "", who: AsOpt = None, db: DbOpt = None, as_json: JsonOpt = False):
+    def reject(thread: str, reason: ReasonOpt = "", who: AsOpt = None, db: DbOpt = None, as_json: JsonOpt = False):
         """Reject the proposal of a tuning thread; the active config stays."""
-        _answer(thread, "reject", comment, who, db, as_json)
+        _answer(thread, "reject", reason, who, db, as_json)
 
     @app.command()
-    def unlock(workflow: str, comment: CommentOpt = "", who: AsOpt = None, db: DbOpt = None):
+    def unlock(workflow: str, reason: ReasonOpt = "", who: AsOpt = None, db: DbOpt = None, as_json: JsonOpt = False):
         """Release a workflow held by a tuning run that will not finish (one run per workflow at a time)."""
         from graphtune.backends.configs import open_config_store
 
-        _use_db(db)
+        use_db(db)
         with open_config_store() as store:
-            released = store.release_tuning(workflow, None, actor=_actor(who), reason=comment)
-        if released is None:
+            released = store.release_tuning(workflow, None, actor=actor(who), reason=reason)
+        if as_json:
+            print_json({"workflow": workflow, "released": released and released.model_dump(mode="json")})
+        elif released is None:
             console.print(f"{workflow} is not held by any tuning run.")
         else:
             console.print(f"released {workflow} from thread [cyan]{released.thread_id}[/cyan] "
