@@ -115,14 +115,15 @@ def _run_with_progress(runner, spec, config, data, version, limit, total, as_jso
 
 
 def print_report(report) -> None:
-    table = Table(title=f"{report.workflow} config v{report.config_version} ({report.config_hash[:12]}) on {report.dataset}")
+    from graphtune.tuning.units import format_metric
+
+    version = f"config v{report.config_version}" if report.config_version is not None else "config"
+    table = Table(title=f"{report.workflow} {version} ({report.config_hash[:12]}) on {report.dataset}")
     for column in ("metric", "mean", "95% CI", "p50", "p95", "n"):
         table.add_column(column, justify="left" if column == "metric" else "right")
     for metric, s in report.summary.items():
         def fmt(value):
-            if value is None:
-                return "-"
-            return f"{value:.2f}" if metric == "latency_ms" else (f"{value:.6f}" if metric == "cost_usd" else f"{value:.3f}")
+            return "-" if value is None else format_metric(metric, value)
         ci = f"{fmt(s.ci_low)} – {fmt(s.ci_high)}" if s.ci_low is not None else "-"
         table.add_row(metric, fmt(s.mean), ci, fmt(s.p50), fmt(s.p95), str(s.n))
     console.print(table)

@@ -136,9 +136,15 @@ def register(app: typer.Typer) -> None:
         seed: Annotated[Optional[int], typer.Option("--seed", help="Search seed.")] = None,
         window: Annotated[Optional[str], typer.Option("--window", help="Production window to observe, e.g. 24h.")] = None,
         db: DbOpt = None,
+        dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be searched (tunables, ranges, objective, guardrails, budget) and the baseline's score on --limit examples (default 5); spend nothing else.")] = False,
     ):
         """Tune a workflow: observe, propose, evaluate, then stop at approval."""
         use_db(db)
+        if dry_run:
+            from graphtune.cli.dry_run import dry_run as show_dry_run
+
+            return show_dry_run(request, _spec_ref(spec), limit=eval_limit, db=db, as_json=no_input,
+                                context={"batch_size": batch_size, "eval_limit": eval_limit, "concurrency": concurrency})
         controller = _controller(no_input, batch_size=batch_size, eval_limit=eval_limit, concurrency=concurrency,
                                  seed=seed, observe_window=window)
         existing = _existing_thread(controller, thread) if thread else None
