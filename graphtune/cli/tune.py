@@ -12,14 +12,12 @@ from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
-from rich.markdown import Markdown
 
 from graphtune.cli.common import AsOpt, DbOpt, JsonOpt, ReasonOpt, actor, console, fail, print_json, use_db
+from graphtune.cli.progress import TuneProgress
 from graphtune.graphs.context import ControllerContext
 from graphtune.graphs.local_controller import LocalController, RunResult
 from graphtune.tuning.decision import Spent
-
-QUIET_NODES = {"record", "record_progress"}
 
 
 def _spec_ref(spec: str | None) -> str | None:
@@ -29,18 +27,14 @@ def _spec_ref(spec: str | None) -> str | None:
     return spec
 
 
-def _progress(node: str, message: Any) -> None:
-    if node in QUIET_NODES or getattr(message, "type", "") != "ai":
-        return
-    if node == "report":
-        console.print(Markdown(str(message.content)))
-    else:
-        console.print(f"[dim]{node}[/dim]  {message.content}")
-
-
-def _controller(as_json: bool, **context: Any) -> LocalController:
+def _controller(as_json: bool, display: TuneProgress | None = None, **context: Any) -> LocalController:
+    """The local controller; unless ``as_json``, its messages (and, given a live ``display``, its
+    evaluations) are shown as they happen."""
     ctx = ControllerContext(**{k: v for k, v in context.items() if v is not None})
-    return LocalController(context=ctx, on_message=None if as_json else _progress)
+    if as_json:
+        return LocalController(context=ctx)
+    display = display or TuneProgress(console, live=False)
+    return LocalController(context=ctx, on_message=display.on_message, on_event=display.on_event if display.live else None)
 
 
 def _summary(result: RunResult) -> dict:
@@ -145,22 +139,27 @@ def register(app: typer.Typer) -> None:
 
             return show_dry_run(request, _spec_ref(spec), limit=eval_limit, db=db, as_json=no_input,
                                 context={"batch_size": batch_size, "eval_limit": eval_limit, "concurrency": concurrency})
-        controller = _controller(no_input, batch_size=batch_size, eval_limit=eval_limit, concurrency=concurrency,
-                                 seed=seed, observe_window=window)
-        existing = _existing_thread(controller, thread) if thread else None
-        if existing is not None:
-            result = _carry_on(controller, existing, no_input)
-        elif not request and not spec:
-            raise fail('say what to tune: graphtune tune "support_qa is too slow" or --spec FILE')
-        else:
-            result = asyncio.run(controller.start(request, spec=_spec_ref(spec), thread_id=thread))
-        if no_input:
-            print_json(_summary(result))
-        else:
-            console.print(f"thread [cyan]{result.thread_id}[/cyan]")
-            if result.pending:
-                result = _ask(controller, result, actor(who))
-            _show_outcome(result)
+        display = TuneProgress(console, live=console.is_terminal and not no_input)
+        controller = _controller(no_input, display, batch_size=batch_size, eval_limit=eval_limit,
+                                 concurrency=concurrency, seed=seed, observe_window=window)
+        try:
+            existing = _existing_thread(controller, thread) if thread else None
+            if existing is not None:
+                result = _carry_on(controller, existing, no_input)
+            elif not request and not spec:
+                raise fail('say what to tune: graphtune tune "support_qa is too slow" or --spec FILE')
+            else:
+                result = asyncio.run(controller.start(request, spec=_spec_ref(spec), thread_id=thread))
+            display.close()
+            if no_input:
+                print_json(_summary(result))
+            else:
+                console.print(f"thread [cyan]{result.thread_id}[/cyan]")
+                if result.pending:
+                    result = _ask(controller, result, actor(who))
+                _show_outcome(result)
+        finally:
+            display.close()
         if (result.outcome or {}).get("status") in _FAILED:
             raise typer.Exit(1)
 
