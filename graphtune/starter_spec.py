@@ -23,15 +23,10 @@ def infer_tunable(value: Any) -> tuple[dict | None, str]:
     """The domain guessed for one config leaf, and the comment that goes beside it (None: not tunable)."""
     if isinstance(value, bool):
         return {"type": "bool"}, ""
-    if isinstance(value, int):
-        low, high = _int_range(value)
-        domain = {"type": "int", "low": low, "high": high}
-        if low > 0 and high / low >= WIDE:
-            domain["log"] = True
-        return domain, f"TODO: range guessed around {value}; set the values that make sense"
-    if isinstance(value, float):
-        low, high = _float_range(value)
-        domain = {"type": "float", "low": low, "high": high}
+    if isinstance(value, (int, float)):
+        kind = "int" if isinstance(value, int) else "float"
+        low, high = _int_range(value) if kind == "int" else _float_range(value)
+        domain = {"type": kind, "low": low, "high": high}
         if low > 0 and high / low >= WIDE:
             domain["log"] = True
         return domain, f"TODO: range guessed around {value:g}; set the values that make sense"
