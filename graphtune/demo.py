@@ -167,7 +167,7 @@ def run_demo(
                 console.rule("[bold]4. A person decides")
                 if not approve:
                     console.print(f"Stopped at approval (--no-approve). The thread waits in the database; answer it with:\n"
-                                  f"  [cyan]graphtune approve {run.thread_id} --comment \"...\"{flag}[/cyan]\n"
+                                  f"  [cyan]graphtune approve {run.thread_id} --reason \"...\"{flag}[/cyan]\n"
                                   f"  [cyan]graphtune experiment start {run.thread_id} --share 0.1{flag}[/cyan]\n"
                                   f"  [cyan]graphtune reject {run.thread_id}{flag}[/cyan]")
                     result["outcome"] = None
@@ -182,7 +182,7 @@ def run_demo(
                     else:  # the report says so too; the demo approves anyway, and section 7 shows what it bought
                         comment = f"approved in the graphtune demo although {candidate}'s gain is not significant at 95%"
                     console.print(f"[bold]{escape(actor)}[/bold] approves {candidate}: \"{escape(comment)}\"\n"
-                                  f"(the same as [cyan]graphtune approve {run.thread_id} --comment \"...\"{flag}[/cyan])")
+                                  f"(the same as [cyan]graphtune approve {run.thread_id} --reason \"...\"{flag}[/cyan])")
                     run = asyncio.run(controller.resume(run.thread_id, {"action": "approve", "actor": actor, "comment": comment}))
 
             # -- 6 -------------------------------------------------------------------------------
@@ -266,7 +266,7 @@ def _live_phase(console: Console, controller, run, *, actor: str, flag: str, res
             comment = f"{candidate} did better on live users; ramp it up"
             console.print(f"[bold]{escape(actor)}[/bold] approves: \"{escape(comment)}\" — the candidate ramps to 50%, "
                           "its guardrails are checked again, then it is promoted.\n"
-                          f"(the same as [cyan]graphtune approve {thread} --comment \"...\"{flag}[/cyan])")
+                          f"(the same as [cyan]graphtune approve {thread} --reason \"...\"{flag}[/cyan])")
             run = asyncio.run(controller.resume(thread, {"action": "approve", "actor": actor, "comment": comment}))
     result["looks"] = looks
     return run
@@ -381,9 +381,9 @@ def _finish(result: dict, console: Console, flag: str, started: float, thread_id
         f"graphtune experiment start {thread} --share 0.1{flag}   # or: graphtune approve / reject {thread}\n"
         f"graphtune experiment check{flag}        # a look at every live experiment; cron-safe\n"
         f"graphtune experiment stop {WORKFLOW}{flag}   # kill switch\n"
-        f"graphtune approve {thread} --comment \"looks right\"{flag}   # after the live evidence: ramp, promote\n"
+        f"graphtune approve {thread} --reason \"looks right\"{flag}   # after the live evidence: ramp, promote\n"
         f"graphtune config history -w {WORKFLOW}{flag}\n"
-        f"graphtune traces stats --workflow {WORKFLOW} --backend {flag.removeprefix(' --db ')}",
+        f"graphtune traces stats --workflow {WORKFLOW}{flag}",
         title="the same loop from the CLI", border_style="dim"), highlight=False)
     console.print(f"[dim]demo finished in {result['seconds']:.0f} s[/dim]")
     return result

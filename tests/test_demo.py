@@ -206,3 +206,14 @@ def test_cli_demo_resets_its_own_database(tmp_path, monkeypatch):
     assert (tmp_path / DEMO_DB).exists()
     fresh_demo_database()
     assert not (tmp_path / DEMO_DB).exists()
+
+
+def test_cli_demo_json_prints_only_what_happened(db):
+    from typer.testing import CliRunner
+
+    from graphtune.cli import app
+
+    run = CliRunner().invoke(app, ["demo", "--requests", "20", "--limit", "20", "--no-approve", "--db", db, "--json"])
+    assert run.exit_code == 0, run.output
+    out = json.loads(run.stdout)
+    assert out["database_url"] == db and out["before"]["requests"] == 20 and "graphtune tune" in out["tune_command"]

@@ -161,7 +161,7 @@ def test_no_planted_secret_or_identifier_survives_anywhere(tmp_path, pg_url, spe
     # 4. evals from-traces: the rows written for labelling
     rows_file = files / "rows.jsonl"
     done = CliRunner().invoke(app, ["evals", "from-traces", "--workflow", "leaky", "--feedback", "any",
-                                    "--backend", pg_url, "--output", str(rows_file)])
+                                    "--db", pg_url, "--output", str(rows_file)])
     assert done.exit_code == 0, done.output
     assert rows_file.read_text().count("\n") == 2
 

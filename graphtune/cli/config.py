@@ -16,14 +16,12 @@ from rich.table import Table
 
 from graphtune.backends.configs import ChangeLogEntry, ConfigStore, ConfigStoreError, ConfigVersion, open_config_store
 from graphtune.backends.traces import UnknownBackendError
-from graphtune.cli.common import JsonOpt, console, fail, print_json
-from graphtune.graphs.access import local_actor
+from graphtune.cli.common import AsOpt, DbOpt, JsonOpt, actor, console, fail, group, print_json
 from graphtune.tuning.configs import config_diff, format_diff
 
-config_app = typer.Typer(help="Versioned workflow configs: show, history, diff, rollback, export, init.", no_args_is_help=True)
+config_app = group("Versioned workflow configs: show, history, diff, rollback, export, init.")
 
 WorkflowOpt = Annotated[Optional[str], typer.Option("--workflow", "-w", help="Workflow name. Default: the workflow of --spec.")]
-DbOpt = Annotated[Optional[str], typer.Option("--db", help="Config store URL (sqlite:///FILE, postgresql://...). Default: GRAPHTUNE_DATABASE_URL, sqlite:///.graphtune/graphtune.db")]
 SpecOpt = Annotated[Path, typer.Option("--spec", help="Workflow spec file (or a bundled workflow's name).")]
 DEFAULT_SPEC = Path("graphtune.yaml")
 
@@ -202,20 +200,26 @@ def config_diff_command(
 @config_app.command("rollback")
 def config_rollback(
     version: Annotated[int, typer.Argument(help="The stored version to make active again.")],
-    reason: Annotated[str, typer.Option(help="Why; kept in the change log.")],
-    actor: Annotated[Optional[str], typer.Option(help="Who. Default: the OS user.")] = None,
+    reason: Annotated[str, typer.Option("--reason", "-m", help="Why: kept in the change log.")],
+    who: AsOpt = None,
     evidence: Annotated[str, typer.Option(help="A link or eval run id backing the decision.")] = "",
     workflow: WorkflowOpt = None,
     spec: SpecOpt = DEFAULT_SPEC,
     db: DbOpt = None,
+    as_json: JsonOpt = False,
 ):
     """Make an earlier version active again (refused if someone promoted meanwhile); clears any traffic split."""
-    name, who = _workflow(workflow, spec), local_actor(actor)
+    name, who = _workflow(workflow, spec), actor(who)
     with _store(db) as store:
         current = _active(store, name)
         target = store.rollback(name, version, actor=who, reason=reason, evidence=evidence)  # CAS against `current`
+    diff = config_diff(current.config, target.config)
+    if as_json:
+        print_json({"workflow": name, "from_version": current.version, "version": target.version, "actor": who,
+                    "reason": reason, "changes": [{"path": p, "old": old, "new": new} for p, old, new in diff]})
+        return
     console.print(f"[bold]{escape(name)}[/bold]: rolled back from v{current.version} to v{target.version} by {escape(who)}: {escape(reason)}")
-    console.print(format_diff(config_diff(current.config, target.config)), markup=False, highlight=False, soft_wrap=True)
+    console.print(format_diff(diff), markup=False, highlight=False, soft_wrap=True)
 
 
 @config_app.command("export")
@@ -251,15 +255,18 @@ def config_export(
 @config_app.command("init")
 def config_init(
     spec: SpecOpt = DEFAULT_SPEC,
-    actor: Annotated[Optional[str], typer.Option(help="Who. Default: the OS user.")] = None,
+    who: AsOpt = None,
     db: DbOpt = None,
+    as_json: JsonOpt = False,
 ):
     """Store the spec's config and make it active, unless the workflow already has an active version."""
     loaded = _load_spec(spec)
     with _store(db) as store:
         before = store.active(loaded.workflow)
-        active = store.ensure_active(loaded.workflow, loaded.config, actor=local_actor(actor))
-    if before is None:
+        active = store.ensure_active(loaded.workflow, loaded.config, actor=actor(who))
+    if as_json:
+        print_json({"workflow": loaded.workflow, "version": active.version, "created": before is None})
+    elif before is None:
         console.print(f"[bold]{loaded.workflow}[/bold]: v{active.version} from {escape(str(loaded.path))} is now active")
     else:
         console.print(f"[bold]{loaded.workflow}[/bold]: v{active.version} is already active; left unchanged "

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import getpass
 import json
 import os
 import time
@@ -15,12 +14,11 @@ import yaml
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from graphtune.cli.common import JsonOpt, console, errors, fail, parse_duration, print_json
+from graphtune.cli.common import DbOpt, actor, JsonOpt, TracesDbOpt, console, errors, fail, group, parse_duration, print_json
 
-evals_app = typer.Typer(help="Eval datasets: build rows from recorded traces.", no_args_is_help=True)
+evals_app = group("Eval datasets: build rows from recorded traces.")
 
 SpecOpt = Annotated[str, typer.Option("--spec", help="Workflow spec file, or a bundled workflow name (support_qa).")]
-DbOpt = Annotated[Optional[str], typer.Option("--db", help="Database URL for configs, the eval cache and the recorded traces (GRAPHTUNE_TRACES_URL still moves traces). Default: GRAPHTUNE_DATABASE_URL or sqlite:///.graphtune/graphtune.db")]
 
 
 def parse_set(items: list[str]) -> list[tuple[str, object]]:
@@ -61,7 +59,7 @@ def run_eval_command(
             if config_version is not None:
                 base = configs.get(spec.workflow, config_version).config
             else:  # the spec's config becomes version 1, active, the first time the workflow is seen
-                base = configs.ensure_active(spec.workflow, spec.config, actor=getpass.getuser()).config
+                base = configs.ensure_active(spec.workflow, spec.config, actor=actor(None)).config
         except ConfigStoreError as exc:
             raise fail(str(exc)) from None
         config = base
@@ -73,7 +71,7 @@ def run_eval_command(
             from graphtune.tuning.mutations import apply_mutations
 
             config = apply_mutations(base, candidate.mutations)
-        version = configs.put(spec.workflow, config, actor=getpass.getuser(), source="eval").version
+        version = configs.put(spec.workflow, config, actor=actor(None), source="eval").version
 
     if not model_available() and not as_json:
         console.print(f"[yellow]{OFFLINE_NOTICE}[/yellow]")
@@ -117,14 +115,15 @@ def _run_with_progress(runner, spec, config, data, version, limit, total, as_jso
 
 
 def print_report(report) -> None:
-    table = Table(title=f"{report.workflow} config v{report.config_version} ({report.config_hash[:12]}) on {report.dataset}")
+    from graphtune.tuning.units import format_metric
+
+    version = f"config v{report.config_version}" if report.config_version is not None else "config"
+    table = Table(title=f"{report.workflow} {version} ({report.config_hash[:12]}) on {report.dataset}")
     for column in ("metric", "mean", "95% CI", "p50", "p95", "n"):
         table.add_column(column, justify="left" if column == "metric" else "right")
     for metric, s in report.summary.items():
         def fmt(value):
-            if value is None:
-                return "-"
-            return f"{value:.2f}" if metric == "latency_ms" else (f"{value:.6f}" if metric == "cost_usd" else f"{value:.3f}")
+            return "-" if value is None else format_metric(metric, value)
         ci = f"{fmt(s.ci_low)} – {fmt(s.ci_high)}" if s.ci_low is not None else "-"
         table.add_row(metric, fmt(s.mean), ci, fmt(s.p50), fmt(s.p95), str(s.n))
     console.print(table)
@@ -140,12 +139,12 @@ def print_report(report) -> None:
             console.print(f"[yellow]{metric} has no usable score on {what}[/yellow]", highlight=False)
 
 
-def from_traces_command(workflow: str | None, feedback: str, since: str, output: Path | None, backend: str | None, limit: int) -> None:
+def from_traces_command(workflow: str | None, feedback: str, since: str, output: Path | None, traces_url: str | None, limit: int) -> None:
     from graphtune.backends.traces import UnknownBackendError, open_trace_store
     from graphtune.evals.from_traces import rows_from_traces
 
     try:
-        store = open_trace_store(backend)
+        store = open_trace_store(traces_url)
     except UnknownBackendError as exc:
         raise fail(str(exc)) from None
     with store:
@@ -185,11 +184,11 @@ def register(app: typer.Typer) -> None:
         since: Annotated[str, typer.Option(help="How far back to look.")] = "7d",
         output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Append rows to this JSONL file (default: stdout).")] = None,
         limit: Annotated[int, typer.Option(help="At most this many rows.")] = 200,
-        backend: Annotated[Optional[str], typer.Option("--backend", help="Trace store URL.")] = None,
+        db: TracesDbOpt = None,
     ):
         """Turn production runs with user feedback into dataset rows for labelling (no 'expected' yet)."""
         if feedback not in ("negative", "positive", "any"):
             raise fail(f"--feedback: expected negative, positive or any; got {feedback!r}")
-        from_traces_command(workflow, feedback, since, output, backend, limit)
+        from_traces_command(workflow, feedback, since, output, db, limit)
 
     app.add_typer(evals_app, name="evals")

@@ -7,30 +7,29 @@ thread), and every recent promotion is checked against its guardrails (a breach 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from typing import Annotated, Optional
 
 import typer
 
-from graphtune.cli.common import JsonOpt, console, fail, print_json
-from graphtune.cli.tune import AsOpt, CommentOpt, DbOpt, _controller, _show_outcome, _summary, _use_db
-from graphtune.graphs.access import local_actor
+from graphtune.cli.common import AsOpt, DbOpt, JsonOpt, ReasonOpt, actor, console, fail, group, print_json, use_db
+from graphtune.cli.tune import _controller, _show_outcome, _summary
 
-experiment_app = typer.Typer(help="Live experiments: a candidate on a share of real traffic before promotion.",
-                             no_args_is_help=True)
+experiment_app = group("Live experiments: a candidate on a share of real traffic before promotion.")
 WithinOpt = Annotated[float, typer.Option("--within-hours", help="Check promotions made within this many hours.")]
 
 
 @experiment_app.command()
 def start(thread: str, share: Annotated[float, typer.Option(help="Share of live traffic for the candidate.")] = 0.1,
-          comment: CommentOpt = "", who: AsOpt = None, db: DbOpt = None, as_json: JsonOpt = False):
+          reason: ReasonOpt = "", who: AsOpt = None, db: DbOpt = None, as_json: JsonOpt = False):
     """Answer a tuning thread's approval with "experiment": the candidate gets SHARE of live traffic."""
-    _use_db(db)
+    use_db(db)
     if not 0.0 < share < 1.0:
         raise fail(f"--share is a share of traffic between 0 and 1 (exclusive), got {share}")
     controller = _controller(as_json, experiment_share=share)
     try:
-        result = asyncio.run(controller.resume(thread, {"action": "experiment", "actor": local_actor(who), "comment": comment}))
+        result = asyncio.run(controller.resume(thread, {"action": "experiment", "actor": actor(who), "comment": reason}))
     except LookupError as error:
         raise fail(str(error)) from None
     if as_json:
@@ -68,7 +67,7 @@ def _check_once(within_hours: float, as_json: bool) -> list[dict]:
 @experiment_app.command()
 def check(within_hours: WithinOpt = 24.0, db: DbOpt = None, as_json: JsonOpt = False):
     """One look at every live experiment and every recent promotion (safe to run from cron)."""
-    _use_db(db)
+    use_db(db)
     lines = _check_once(within_hours, as_json)
     if as_json:
         print_json(lines)
@@ -79,13 +78,15 @@ def check(within_hours: WithinOpt = 24.0, db: DbOpt = None, as_json: JsonOpt = F
 @experiment_app.command()
 def watch(every: Annotated[float, typer.Option(help="Seconds between passes.")] = 60.0,
           times: Annotated[Optional[int], typer.Option(help="Stop after this many passes (default: until Ctrl-C).")] = None,
-          within_hours: WithinOpt = 24.0, db: DbOpt = None):
-    """``check`` in a loop."""
-    _use_db(db)
+          within_hours: WithinOpt = 24.0, db: DbOpt = None, as_json: JsonOpt = False):
+    """``check`` in a loop (``--json``: one JSON line per pass)."""
+    use_db(db)
     done = 0
     try:
         while times is None or done < times:
-            _check_once(within_hours, False)
+            lines = _check_once(within_hours, as_json)
+            if as_json:
+                print(json.dumps(lines, default=str), flush=True)
             done += 1
             if times is None or done < times:
                 time.sleep(every)
@@ -94,21 +95,26 @@ def watch(every: Annotated[float, typer.Option(help="Seconds between passes.")] 
 
 
 @experiment_app.command()
-def stop(workflow: str, comment: CommentOpt = "", who: AsOpt = None, db: DbOpt = None):
+def stop(workflow: str, reason: ReasonOpt = "", who: AsOpt = None, db: DbOpt = None, as_json: JsonOpt = False):
     """The kill switch: all of WORKFLOW's traffic goes back to its active version now."""
     from graphtune.backends.configs import ConflictError, open_config_store
 
-    _use_db(db)
+    use_db(db)
     with open_config_store() as store:
         split = store.split(workflow)
-        if split is None:
-            console.print(f"{workflow} has no traffic split: all traffic already goes to its active version.")
-            return
-        try:
-            store.clear_split(workflow, expected_revision=split.revision, actor=local_actor(who),
-                              reason=comment or "experiment stopped (kill switch)")
-        except ConflictError as error:
-            raise fail(f"{error}; run the command again") from None
+        if split is not None:
+            try:
+                store.clear_split(workflow, expected_revision=split.revision, actor=actor(who),
+                                  reason=reason or "experiment stopped (kill switch)")
+            except ConflictError as error:
+                raise fail(f"{error}; run the command again") from None
         active = store.active(workflow)
-    console.print(f"{workflow}: every request goes to version {active.version if active else '?'} again; "
-                  f"the experiment's thread returns to approval at its next check.")
+    version = active.version if active else None
+    if as_json:
+        print_json({"workflow": workflow, "stopped": split is not None, "active_version": version,
+                    "cleared_split": split and split.model_dump(mode="json")})
+    elif split is None:
+        console.print(f"{workflow} has no traffic split: all traffic already goes to its active version.")
+    else:
+        console.print(f"{workflow}: every request goes to version {version or '?'} again; "
+                      f"the experiment's thread returns to approval at its next check.")

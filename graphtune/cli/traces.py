@@ -9,14 +9,14 @@ import typer
 from rich.table import Table
 
 from graphtune.backends.traces import EventQuery, TraceStore, UnknownBackendError, open_trace_store
-from graphtune.cli.common import BackendOpt, JsonOpt, console, fail, parse_duration, print_json
+from graphtune.cli.common import DbOpt, JsonOpt, TracesDbOpt, console, fail, group, parse_duration, print_json
 
-traces_app = typer.Typer(help="Read recorded trajectories: list, show, stats; retention and deletion.", no_args_is_help=True)
+traces_app = group("Read recorded trajectories: list, show, stats; retention and deletion.")
 
 
-def _open(backend: str | None) -> TraceStore:
+def _open(url: str | None) -> TraceStore:
     try:
-        return open_trace_store(backend)
+        return open_trace_store(url)
     except UnknownBackendError as exc:
         raise fail(str(exc)) from None
 
@@ -31,13 +31,13 @@ def traces_list(
     source: Annotated[str, typer.Option(help="production, eval, controller, demo (comma separated) or all.")] = "all",
     since: Annotated[str, typer.Option(help="How far back to look.")] = "7d",
     limit: Annotated[int, typer.Option(help="How many traces.")] = 20,
-    backend: BackendOpt = None,
+    db: TracesDbOpt = None,
     as_json: JsonOpt = False,
 ):
     """Recent traces, newest first."""
     from graphtune.tracing.viewer import fmt_ms, fmt_time
 
-    with _open(backend) as store:
+    with _open(db) as store:
         summaries = store.traces(workflow=workflow, sources=_sources(source), since=time.time() - parse_duration(since), limit=limit)
     if as_json:
         print_json([s.model_dump() for s in summaries])
@@ -58,13 +58,13 @@ def traces_list(
 @traces_app.command("show")
 def traces_show(
     trace_id: Annotated[str, typer.Argument(help="Trace id (or a unique prefix of a recent one).")],
-    backend: BackendOpt = None,
+    db: TracesDbOpt = None,
     as_json: JsonOpt = False,
 ):
     """One trace as a tree: runs, nodes, messages, tool calls, LLM usage, durations and errors."""
     from graphtune.tracing.viewer import build_tree
 
-    with _open(backend) as store:
+    with _open(db) as store:
         events = store.read(EventQuery(trace_id=trace_id))
         if not events and len(trace_id) < 32:
             matches = [s.trace_id for s in store.traces(since=0, limit=5000) if s.trace_id.startswith(trace_id)]
@@ -85,13 +85,13 @@ def traces_stats(
     workflow: Annotated[Optional[str], typer.Option(help="Only this workflow.")] = None,
     since: Annotated[str, typer.Option(help="Window start, as a duration back from now.")] = "24h",
     source: Annotated[str, typer.Option(help="Sources counted: production (default), eval, controller, demo, or all.")] = "production",
-    backend: BackendOpt = None,
+    db: TracesDbOpt = None,
     as_json: JsonOpt = False,
 ):
     """Per workflow and node: count, error rate, p50/p95 latency, tokens, negative feedback."""
     from graphtune.tracing.viewer import fmt_ms
 
-    with _open(backend) as store:
+    with _open(db) as store:
         stats = store.aggregate(workflow=workflow, since=time.time() - parse_duration(since), sources=_sources(source))
     if as_json:
         print_json([s.model_dump() for s in stats])
@@ -112,33 +112,41 @@ def traces_stats(
 @traces_app.command("prune")
 def traces_prune(
     older_than: Annotated[str, typer.Option("--older-than", help="Delete events older than this, e.g. 30d.")],
-    backend: BackendOpt = None,
+    db: TracesDbOpt = None,
+    as_json: JsonOpt = False,
 ):
     """Retention: delete events older than a duration."""
     cutoff = time.time() - parse_duration(older_than)
-    with _open(backend) as store:
+    with _open(db) as store:
         deleted = store.prune(cutoff)
-    console.print(f"deleted {deleted} events older than {older_than} from {store.url}")
+    if as_json:
+        print_json({"deleted_events": deleted, "older_than": older_than, "cutoff": cutoff, "store": store.url})
+    else:
+        console.print(f"deleted {deleted} events older than {older_than} from {store.url}")
 
 
 @traces_app.command("delete-user")
 def traces_delete_user(
     user_id: Annotated[str, typer.Argument(help="The plain user id; it is hashed the way the recorder hashed it.")],
-    backend: BackendOpt = None,
+    db: TracesDbOpt = None,
+    as_json: JsonOpt = False,
 ):
     """Delete every event of one user (right to erasure)."""
     from graphtune.tracing.privacy import hash_user_id, resolve_salt
 
-    with _open(backend) as store:
+    with _open(db) as store:
         deleted = store.delete_user(hash_user_id(user_id, resolve_salt(store)))
-    console.print(f"deleted {deleted} events of that user from {store.url}")
-
+    if as_json:
+        print_json({"deleted_events": deleted, "store": store.url})
+    else:
+        console.print(f"deleted {deleted} events of that user from {store.url}")
 
 
 
 def forget_user(
     user_id: Annotated[str, typer.Argument(help="The plain user id; it is hashed the way the recorder hashed it.")],
-    db: Annotated[Optional[str], typer.Option("--db", help="Database URL of the checkpoints (and of the traces unless GRAPHTUNE_TRACES_URL moves them). Default: GRAPHTUNE_DATABASE_URL or sqlite:///.graphtune/graphtune.db")] = None,
+    db: DbOpt = None,
+    as_json: JsonOpt = False,
 ):
     """Right to erasure: delete one user's recorded events and every checkpointed thread they ran."""
     import asyncio
@@ -156,4 +164,7 @@ def forget_user(
         threads = asyncio.run(forget_threads_of(user_hash, database))
     except (UnknownBackendError, ValueError) as exc:
         raise fail(str(exc)) from None
-    console.print(f"deleted {events} events of that user from {store.url} and {len(threads)} checkpointed threads from {database}")
+    if as_json:
+        print_json({"deleted_events": events, "store": store.url, "deleted_threads": len(threads), "database": database})
+    else:
+        console.print(f"deleted {events} events of that user from {store.url} and {len(threads)} checkpointed threads from {database}")

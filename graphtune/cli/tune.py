@@ -8,29 +8,16 @@ any process.
 from __future__ import annotations
 
 import asyncio
-import os
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
-from rich.markdown import Markdown
 
-from graphtune.cli.common import JsonOpt, console, fail, print_json
-from graphtune.graphs.access import local_actor
+from graphtune.cli.common import AsOpt, DbOpt, JsonOpt, ReasonOpt, actor, console, fail, print_json, use_db
+from graphtune.cli.progress import TuneProgress
 from graphtune.graphs.context import ControllerContext
 from graphtune.graphs.local_controller import LocalController, RunResult
 from graphtune.tuning.decision import Spent
-
-DbOpt = Annotated[Optional[str], typer.Option("--db", help="Database URL for checkpoints, configs, traces and the eval cache. Default: GRAPHTUNE_DATABASE_URL or sqlite:///.graphtune/graphtune.db")]
-AsOpt = Annotated[Optional[str], typer.Option("--as", help="Who approves (default: the OS user).")]
-CommentOpt = Annotated[str, typer.Option("--comment", "-m", help="Why; kept in the change log.")]
-QUIET_NODES = {"record", "record_progress"}
-
-
-def _use_db(db: str | None) -> None:
-    """One URL for everything this process touches, the recorder included."""
-    if db:
-        os.environ["GRAPHTUNE_DATABASE_URL"] = db
 
 
 def _spec_ref(spec: str | None) -> str | None:
@@ -40,18 +27,14 @@ def _spec_ref(spec: str | None) -> str | None:
     return spec
 
 
-def _progress(node: str, message: Any) -> None:
-    if node in QUIET_NODES or getattr(message, "type", "") != "ai":
-        return
-    if node == "report":
-        console.print(Markdown(str(message.content)))
-    else:
-        console.print(f"[dim]{node}[/dim]  {message.content}")
-
-
-def _controller(as_json: bool, **context: Any) -> LocalController:
+def _controller(as_json: bool, display: TuneProgress | None = None, **context: Any) -> LocalController:
+    """The local controller; unless ``as_json``, its messages (and, given a live ``display``, its
+    evaluations) are shown as they happen."""
     ctx = ControllerContext(**{k: v for k, v in context.items() if v is not None})
-    return LocalController(context=ctx, on_message=None if as_json else _progress)
+    if as_json:
+        return LocalController(context=ctx)
+    display = display or TuneProgress(console, live=False)
+    return LocalController(context=ctx, on_message=display.on_message, on_event=display.on_event if display.live else None)
 
 
 def _summary(result: RunResult) -> dict:
@@ -80,7 +63,7 @@ def _show_outcome(result: RunResult) -> None:
         console.print(f"[{style}]{outcome.get('status')}[/{style}]: {outcome.get('message')}")
 
 
-def _ask(controller: LocalController, result: RunResult, actor: str) -> RunResult:
+def _ask(controller: LocalController, result: RunResult, person: str) -> RunResult:
     """The interactive approval prompt; 'later' leaves the thread parked."""
     while result.pending:
         if result.pending.get("error"):
@@ -89,11 +72,11 @@ def _ask(controller: LocalController, result: RunResult, actor: str) -> RunResul
         if choice == "later":
             console.print(f"Parked. Resume with: graphtune approve {result.thread_id}  (or reject)")
             return result
-        answer: dict[str, Any] = {"action": choice, "actor": actor}
+        answer: dict[str, Any] = {"action": choice, "actor": person}
         if choice == "edit":
             changes = typer.prompt("changes as path=value, comma separated (values are YAML)")
             answer["mutations"] = _parse_changes(changes)
-        answer["comment"] = typer.prompt("comment", default="")
+        answer["comment"] = typer.prompt("reason", default="")
         result = asyncio.run(controller.resume(result.thread_id, answer))
     return result
 
@@ -138,7 +121,7 @@ def register(app: typer.Typer) -> None:
     def tune(
         request: Annotated[str, typer.Argument(help='What you want, e.g. "support_qa is too slow; cut latency 20% without losing accuracy".')] = "",
         spec: Annotated[Optional[str], typer.Option("--spec", help="Workflow spec file or bundled name (support_qa).")] = None,
-        no_input: Annotated[bool, typer.Option("--no-input", help="Do not prompt: print the pending proposal and thread id as JSON and exit.")] = False,
+        no_input: Annotated[bool, typer.Option("--no-input", "--json", help="Do not prompt: print the pending proposal and thread id as JSON and exit.")] = False,
         who: AsOpt = None,
         thread: Annotated[Optional[str], typer.Option("--thread", help="Thread id (default: a new one). An unfinished thread (its process died) carries on from its last checkpoint.")] = None,
         batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Candidates per round.")] = None,
@@ -147,32 +130,43 @@ def register(app: typer.Typer) -> None:
         seed: Annotated[Optional[int], typer.Option("--seed", help="Search seed.")] = None,
         window: Annotated[Optional[str], typer.Option("--window", help="Production window to observe, e.g. 24h.")] = None,
         db: DbOpt = None,
+        dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be searched (tunables, ranges, objective, guardrails, budget) and the baseline's score on --limit examples (default 5); spend nothing else.")] = False,
     ):
         """Tune a workflow: observe, propose, evaluate, then stop at approval."""
-        _use_db(db)
-        controller = _controller(no_input, batch_size=batch_size, eval_limit=eval_limit, concurrency=concurrency,
-                                 seed=seed, observe_window=window)
-        existing = _existing_thread(controller, thread) if thread else None
-        if existing is not None:
-            result = _carry_on(controller, existing, no_input)
-        elif not request and not spec:
-            raise fail('say what to tune: graphtune tune "support_qa is too slow" or --spec FILE')
-        else:
-            result = asyncio.run(controller.start(request, spec=_spec_ref(spec), thread_id=thread))
-        if no_input:
-            print_json(_summary(result))
-        else:
-            console.print(f"thread [cyan]{result.thread_id}[/cyan]")
-            if result.pending:
-                result = _ask(controller, result, local_actor(who))
-            _show_outcome(result)
+        use_db(db)
+        if dry_run:
+            from graphtune.cli.dry_run import dry_run as show_dry_run
+
+            return show_dry_run(request, _spec_ref(spec), limit=eval_limit, db=db, as_json=no_input,
+                                context={"batch_size": batch_size, "eval_limit": eval_limit, "concurrency": concurrency})
+        display = TuneProgress(console, live=console.is_terminal and not no_input)
+        controller = _controller(no_input, display, batch_size=batch_size, eval_limit=eval_limit,
+                                 concurrency=concurrency, seed=seed, observe_window=window)
+        try:
+            existing = _existing_thread(controller, thread) if thread else None
+            if existing is not None:
+                result = _carry_on(controller, existing, no_input)
+            elif not request and not spec:
+                raise fail('say what to tune: graphtune tune "support_qa is too slow" or --spec FILE')
+            else:
+                result = asyncio.run(controller.start(request, spec=_spec_ref(spec), thread_id=thread))
+            display.close()
+            if no_input:
+                print_json(_summary(result))
+            else:
+                console.print(f"thread [cyan]{result.thread_id}[/cyan]")
+                if result.pending:
+                    result = _ask(controller, result, actor(who))
+                _show_outcome(result)
+        finally:
+            display.close()
         if (result.outcome or {}).get("status") in _FAILED:
             raise typer.Exit(1)
 
     @app.command()
     def pending(db: DbOpt = None, as_json: JsonOpt = False):
         """List tuning threads waiting for approval, and live experiments collecting data."""
-        _use_db(db)
+        use_db(db)
         threads = asyncio.run(_controller(True).pending())
         if as_json:
             print_json([t.__dict__ for t in threads])
@@ -183,11 +177,11 @@ def register(app: typer.Typer) -> None:
             what = "approval" if t.kind == "approval" else f"live {t.detail}"
             console.print(f"[cyan]{t.thread_id}[/cyan]  {t.workflow}  candidate {t.candidate_id}  {what}  {t.created_at or ''}  {t.request}")
 
-    def _answer(thread: str, action: str, comment: str, who: str | None, db: str | None, as_json: bool) -> None:
-        _use_db(db)
+    def _answer(thread: str, action: str, reason: str, who: str | None, db: str | None, as_json: bool) -> None:
+        use_db(db)
         controller = _controller(as_json)
         try:
-            result = asyncio.run(controller.resume(thread, {"action": action, "actor": local_actor(who), "comment": comment}))
+            result = asyncio.run(controller.resume(thread, {"action": action, "actor": actor(who), "comment": reason}))
         except LookupError as error:
             raise fail(str(error)) from None
         if as_json:
@@ -200,24 +194,26 @@ def register(app: typer.Typer) -> None:
             raise typer.Exit(1)
 
     @app.command()
-    def approve(thread: str, comment: CommentOpt = "", who: AsOpt = None, db: DbOpt = None, as_json: JsonOpt = False):
+    def approve(thread: str, reason: ReasonOpt = "", who: AsOpt = None, db: DbOpt = None, as_json: JsonOpt = False):
         """Approve the proposal of a tuning thread: promote it (compare-and-set)."""
-        _answer(thread, "approve", comment, who, db, as_json)
+        _answer(thread, "approve", reason, who, db, as_json)
 
     @app.command()
-    def reject(thread: str, comment: CommentOpt = "", who: AsOpt = None, db: DbOpt = None, as_json: JsonOpt = False):
+    def reject(thread: str, reason: ReasonOpt = "", who: AsOpt = None, db: DbOpt = None, as_json: JsonOpt = False):
         """Reject the proposal of a tuning thread; the active config stays."""
-        _answer(thread, "reject", comment, who, db, as_json)
+        _answer(thread, "reject", reason, who, db, as_json)
 
     @app.command()
-    def unlock(workflow: str, comment: CommentOpt = "", who: AsOpt = None, db: DbOpt = None):
+    def unlock(workflow: str, reason: ReasonOpt = "", who: AsOpt = None, db: DbOpt = None, as_json: JsonOpt = False):
         """Release a workflow held by a tuning run that will not finish (one run per workflow at a time)."""
         from graphtune.backends.configs import open_config_store
 
-        _use_db(db)
+        use_db(db)
         with open_config_store() as store:
-            released = store.release_tuning(workflow, None, actor=local_actor(who), reason=comment)
-        if released is None:
+            released = store.release_tuning(workflow, None, actor=actor(who), reason=reason)
+        if as_json:
+            print_json({"workflow": workflow, "released": released and released.model_dump(mode="json")})
+        elif released is None:
             console.print(f"{workflow} is not held by any tuning run.")
         else:
             console.print(f"released {workflow} from thread [cyan]{released.thread_id}[/cyan] "

@@ -302,14 +302,18 @@ class EvalRunner:
         stop_on: tuple[str, Literal["maximize", "minimize"]] | None = None,
         reference_name: str = "the baseline",
         should_stop: Callable[[dict[str, ExampleResult], int], str] | None = None,
+        on_start: Callable[[int], None] | None = None,
     ) -> EvalReport:
         """Evaluate ``config``; with ``baseline``, stop early once clearly worse than it on ``stop_on``
         (metric, direction; default the spec's objective), checked every ``check_every`` fresh results.
-        ``should_stop(results, total)`` adds a rule of the caller's (a race against parallel configs), checked as often."""
+        ``should_stop(results, total)`` adds a rule of the caller's (a race against parallel configs), checked as often.
+        ``on_start(total)`` hears how many examples the run will score, before the first result."""
         spec = self.spec
         config = spec.config if config is None else config
         dataset = dataset or await asyncio.to_thread(load_dataset, spec.dataset_path(), spec.evals.datasets[0].name)
         examples = dataset.select(limit=limit)
+        if on_start:
+            on_start(len(examples))
         key = CacheKey(config_hash(config), dataset.hash, self.evaluator_version)
         started = time.perf_counter()
 

@@ -50,6 +50,7 @@ class PendingThread:
 class LocalController:
     context: ControllerContext = field(default_factory=ControllerContext)
     on_message: Callable[[str, BaseMessage], None] | None = None  # progress: (node, message)
+    on_event: Callable[[dict], None] | None = None  # custom stream events, e.g. evaluate's eval_progress
     record: bool = True
 
     async def start(self, text: str, *, spec: str | None = None, request: dict | None = None,
@@ -133,8 +134,13 @@ class LocalController:
     async def _run(self, thread_id: str, graph_input: Any) -> RunResult:
         async with self._graph() as graph:
             config = self._config(thread_id)
-            async for update in graph.astream(graph_input, config, context=self.context, stream_mode="updates"):
-                for node, values in update.items():
+            modes = ["updates", "custom"] if self.on_event else ["updates"]
+            async for mode, chunk in graph.astream(graph_input, config, context=self.context, stream_mode=modes):
+                if mode == "custom":
+                    if isinstance(chunk, dict):
+                        self.on_event(chunk)
+                    continue
+                for node, values in chunk.items():
                     if self.on_message and isinstance(values, dict):
                         for message in values.get("messages", []) or []:
                             self.on_message(node, message)

@@ -93,11 +93,18 @@ async def evaluate(payload: dict, runtime: Runtime[ControllerContext]) -> dict:
     candidate = task.candidate
     mine = live_scores(task.thread_id, candidate.config_hash)
     metric = task.stop_metric
+    progress = {"kind": "eval_progress", "candidate": candidate.id, "total": None, "done": 0, "errors": 0}
+
+    def tell(**changes) -> None:
+        """Progress for whoever streams ``custom`` events (the CLI's display); a no-op otherwise."""
+        progress.update(changes)
+        runtime.stream_writer(dict(progress))
 
     def on_result(result) -> None:
         value = result.scores.get(metric)
         if value is not None:
             mine[result.example_id] = value
+        tell(done=progress["done"] + 1, errors=progress["errors"] + (result.error is not None))
 
     reference = None
     if task.reference_hash and task.reference_hash != candidate.config_hash:
@@ -114,10 +121,11 @@ async def evaluate(payload: dict, runtime: Runtime[ControllerContext]) -> dict:
             candidate.config, config_version=version, variant=candidate.id, limit=ctx.eval_limit,
             baseline=reference, check_every=ctx.check_every, on_result=on_result,
             stop_on=(metric, task.direction),
-            reference_name=task.reference_name, should_stop=race,
+            reference_name=task.reference_name, should_stop=race, on_start=lambda total: tell(total=total),
         )
     except Exception as error:  # one broken candidate never ends the tuning run
         report = _failed(task, error)
+    tell(finished=True, stopped=report.stop_reason if report.stopped_early else "")
     return {
         "evals": {candidate.config_hash: _clip(report)},
         "messages": [AIMessage(describe(candidate.id, report, metric), name="evaluate")],

@@ -20,6 +20,7 @@ from graphtune.evals.runner import EvalReport
 from graphtune.evals.stats import MetricSummary, paired_mean_ci, paired_quantile_diff_ci, quantile
 from graphtune.spec import HIGHER_IS_BETTER, Guardrail
 from graphtune.tuning.request import Statistic, TuningGoal, TuningRequest
+from graphtune.tuning.units import format_metric, format_number  # noqa: F401  (format_number: re-exported)
 
 QUALITY_METRICS = ("exact", "contains", "token_f1", "judge", "retrieval_hit")
 # Rows every comparison shows when the reports have them, after the goal and the guardrails.
@@ -28,21 +29,6 @@ STANDARD_ROWS: tuple[tuple[str, Statistic], ...] = (
 )
 _QUANTILES = {"p50": 0.5, "p95": 0.95}
 _TOLERANCE = 1e-9  # a candidate exactly at a limit passes despite float rounding (1.2 * x)
-
-
-def format_number(value: float | None, signed: bool = False) -> str:
-    """Short, fixed-width-ish numbers for chat and terminal: 0.608, 812, 12.4, 0.000123."""
-    if value is None:
-        return "n/a"
-    sign = "+" if signed else ""
-    size = abs(value)
-    if size >= 100:
-        return f"{value:{sign},.0f}"
-    if size >= 10:
-        return f"{value:{sign}.1f}"
-    if size >= 0.01 or size == 0:
-        return f"{value:{sign}.3f}"
-    return f"{value:{sign}.3g}"
 
 
 def _report(raw: EvalReport | dict) -> EvalReport:
@@ -151,8 +137,9 @@ def guardrail_check(candidate: EvalReport, baseline: EvalReport, guardrail: Guar
         check.limit = check.baseline - sign * g.margin
         check.passed = worst_change >= -g.margin - _TOLERANCE
         check.headroom = (worst_change + g.margin) / g.margin if g.margin else None
-        check.detail = (f"{format_number(check.candidate)} vs baseline {format_number(check.baseline)}; worst case "
-                        f"(95% CI) {format_number(check.baseline + sign * worst_change)}, limit {format_number(check.limit)}")
+        unit = lambda v: format_metric(g.metric, v)  # noqa: E731
+        check.detail = (f"{unit(check.candidate)} vs baseline {unit(check.baseline)}; worst case "
+                        f"(95% CI) {unit(check.baseline + sign * worst_change)}, limit {unit(check.limit)}")
         return check
     if check.candidate is None or (g.max_ratio is not None and check.baseline is None):
         check.detail = f"not measurable: {candidate.unscored.get(g.metric) or f'{g.metric} was not scored'}"
@@ -163,7 +150,7 @@ def guardrail_check(candidate: EvalReport, baseline: EvalReport, guardrail: Guar
     slack = check.limit - check.baseline if g.max_ratio is not None and check.limit > check.baseline else abs(check.limit)
     check.headroom = (check.limit - check.candidate) / slack if slack else None
     ratio = f" ({check.candidate / check.baseline:.2f}x baseline)" if g.max_ratio is not None and check.baseline else ""
-    check.detail = f"{format_number(check.candidate)}{ratio} vs limit {format_number(check.limit)}"
+    check.detail = f"{format_metric(g.metric, check.candidate)}{ratio} vs limit {format_metric(g.metric, check.limit)}"
     if not check.passed and g.max_ratio is not None:
         _within_noise(check, candidate, baseline, g)
     return check
@@ -182,7 +169,7 @@ def _within_noise(check: GuardrailCheck, candidate: EvalReport, baseline: EvalRe
     if low is not None and check.baseline is not None and check.baseline + low <= check.limit:
         check.passed, check.uncertain = True, True
         check.detail += (f"; over the limit in point estimate but within noise (95% CI of the change "
-                         f"reaches {format_number(check.baseline + low)})")
+                         f"reaches {format_metric(g.metric, check.baseline + low)})")
 
 
 def guardrail_checks(candidate: EvalReport, baseline: EvalReport, guardrails: list[Guardrail]) -> list[GuardrailCheck]:
@@ -372,8 +359,9 @@ class Decision(BaseModel):
 def _describe(best: Comparison) -> str:
     row = best.goal
     strength = "significant" if best.improves else "not significant: its 95% CI includes 0"
-    return (f"{best.candidate_id} ({row.label()} {format_number(row.baseline)} → {format_number(row.candidate)}, "
-            f"{format_number(row.delta, signed=True)}; {strength})")
+    unit = lambda v, signed=False: format_metric(row.metric, v, signed)  # noqa: E731
+    return (f"{best.candidate_id} ({row.label()} {unit(row.baseline)} → {unit(row.candidate)}, "
+            f"{unit(row.delta, True)}; {strength})")
 
 
 # Without a budget from the person, the search stops early once the best has not improved for
@@ -421,7 +409,7 @@ def decide(state: dict, now: float | None = None) -> Decision:
     base_broken = [f"{c.guardrail}: {c.detail}" for c in base_checks if c.passed is False]
     if not any(r.get("id") != "baseline" for r in state.get("candidates") or []):
         value = objective_value(base_report, goal)
-        text = f"baseline scored: {goal.metric} {format_number(value)} on {len(base_report.results)} examples"
+        text = f"baseline scored: {goal.metric} {format_metric(goal.metric, value)} on {len(base_report.results)} examples"
         if base_broken:
             text += ("; the baseline itself breaks " + "; ".join(base_broken)
                      + ": the search heads for feasibility first")

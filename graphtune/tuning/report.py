@@ -21,6 +21,7 @@ from graphtune.tuning.decision import (
     Spent,
     format_number,
 )
+from graphtune.tuning.units import format_metric
 from graphtune.tuning.request import TuningGoal, TuningRequest
 
 MAX_CHANGED = 10
@@ -134,10 +135,10 @@ def _mutations_text(record: dict | None) -> str:
 
 def _alternative(comparison: Comparison, record: dict | None) -> str:
     row = comparison.goal
-    parts = [f"{row.label()} {format_number(row.candidate)} ({format_number(row.delta, signed=True)})"]
+    parts = [f"{row.label()} {format_metric(row.metric, row.candidate)} ({format_metric(row.metric, row.delta, signed=True)})"]
     for metric, statistic in (("latency_ms", "p95"), ("cost_usd", "mean")):
         if metric != row.metric and comparison.value(metric, statistic) is not None:
-            parts.append(f"{statistic} {metric} {format_number(comparison.value(metric, statistic))}")
+            parts.append(f"{statistic} {metric} {format_metric(metric, comparison.value(metric, statistic))}")
     return f"{comparison.candidate_id} ({_mutations_text(record)}): " + ", ".join(parts)
 
 
@@ -180,11 +181,14 @@ def format_change(row: MetricRow) -> str:
     """``0.608 → 0.779 (+0.171, 95% CI +0.121…+0.221)``."""
     if row.n == 0:
         return "not measured"
+    def unit(value, signed=False):
+        return format_metric(row.metric, value, signed)
+
     if row.delta == 0 and row.ci_low in (0, None) and row.ci_high in (0, None):
-        return f"{format_number(row.baseline)} → {format_number(row.candidate)} (unchanged)"
-    text = f"{format_number(row.baseline)} → {format_number(row.candidate)} ({format_number(row.delta, signed=True)}"
+        return f"{unit(row.baseline)} → {unit(row.candidate)} (unchanged)"
+    text = f"{unit(row.baseline)} → {unit(row.candidate)} ({unit(row.delta, True)}"
     if row.ci_low is not None:
-        text += f", 95% CI {format_number(row.ci_low, signed=True)}…{format_number(row.ci_high, signed=True)}"
+        text += f", 95% CI {unit(row.ci_low, True)}…{unit(row.ci_high, True)}"
     return text + ")"
 
 
@@ -264,16 +268,21 @@ def _status(comparison: Comparison, best_id: str | None) -> str:
 
 def format_decision(decision: Decision) -> str:
     """The decide step's progress message: one row per candidate, the best so far, the next step and why."""
-    lines = [f"**Round {decision.round}** — {decision.goal}; baseline {format_number(decision.baseline_value)}"]
+    metric = decision.comparisons[0].goal.metric if decision.comparisons else ""
+
+    def unit(value, signed=False):
+        return format_metric(metric, value, signed)
+
+    lines = [f"**Round {decision.round}** — {decision.goal}; baseline {unit(decision.baseline_value)}"]
     if decision.comparisons:
         label = decision.comparisons[0].goal.label()
         lines += ["", f"| candidate | {label} | change (95% CI) | status |", "|---|---|---|---|"]
         for c in decision.comparisons:
             row = c.goal
-            change = "n/a" if row.delta is None else format_number(row.delta, signed=True)
+            change = "n/a" if row.delta is None else unit(row.delta, True)
             if row.ci_low is not None:
-                change += f" ({format_number(row.ci_low, signed=True)}…{format_number(row.ci_high, signed=True)})"
-            lines.append(f"| {c.candidate_id} | {format_number(c.objective)} | {change} | {_status(c, decision.best_candidate_id)} |")
+                change += f" ({unit(row.ci_low, True)}…{unit(row.ci_high, True)})"
+            lines.append(f"| {c.candidate_id} | {unit(c.objective)} | {change} | {_status(c, decision.best_candidate_id)} |")
         lines.append("")
     else:
         lines.append("No candidate has been evaluated yet.")

@@ -42,6 +42,8 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 from scipy import stats as scipy_stats
 
+from graphtune.tuning.units import format_metric, format_share
+
 __all__ = [
     "DEFAULT_ALPHA", "DEFAULT_MIN_SAMPLES", "DEFAULT_TIGHTEST_AT", "SRM_THRESHOLD",
     "ArmStats", "Comparison", "GuardrailResult", "SrmResult", "Verdict",
@@ -272,8 +274,8 @@ def compare(
             decision = "better" if higher_is_better else "worse"
         elif upper < 0:
             decision = "worse" if higher_is_better else "better"
-    unit = "relative change" if relative else "difference"
-    detail = waiting or (f"{unit} {point:+.4g}, always-valid {1 - alpha:.0%} interval [{lower:+.4g}, {upper:+.4g}], "
+    what, unit = _change_unit(metric, relative)
+    detail = waiting or (f"{what} {unit(point)}, always-valid {1 - alpha:.0%} interval [{unit(lower)}, {unit(upper)}], "
                          f"p={p_value:.3g}: {decision}")
     return Comparison(**result, estimate=point, lower=lower, upper=upper, p_value=p_value, decision=decision, detail=detail)
 
@@ -312,6 +314,13 @@ def _guard_decision(lower: float, upper: float, limit: float, higher_is_better: 
     return "non_inferior" if upper < limit else "inferior" if lower > limit else "inconclusive"
 
 
+def _change_unit(metric: str, relative: bool):
+    """How a change of ``metric`` reads: a relative change in %, a difference in the metric's unit."""
+    if relative:
+        return "relative change", lambda v: format_share(v, signed=True)
+    return "difference", lambda v: format_metric(metric, v, signed=True)
+
+
 def non_inferiority(
     candidate: ArmStats, baseline: ArmStats, *, margin: float, relative: bool = False, higher_is_better: bool,
     metric: str = "", alpha: float = DEFAULT_ALPHA, tightest_at: float = DEFAULT_TIGHTEST_AT,
@@ -336,11 +345,11 @@ def non_inferiority(
     base = dict(metric=metric, kind=kind, higher_is_better=higher_is_better, limit=limit, alpha=alpha)
     if comparison.lower is None:
         return GuardrailResult(**base, detail=comparison.detail)
-    unit = "relative change" if relative else "difference"
+    what, unit = _change_unit(metric, relative)
     waiting = _too_few(candidate, baseline, min_samples)
     decision = "inconclusive" if waiting else _guard_decision(comparison.lower, comparison.upper, limit, higher_is_better)
-    detail = waiting or (f"{unit} {comparison.estimate:+.4g}, always-valid interval [{comparison.lower:+.4g}, "
-                         f"{comparison.upper:+.4g}], limit {limit:+.4g}: {decision.replace('_', '-')}")
+    detail = waiting or (f"{what} {unit(comparison.estimate)}, always-valid interval [{unit(comparison.lower)}, "
+                         f"{unit(comparison.upper)}], limit {unit(limit)}: {decision.replace('_', '-')}")
     return GuardrailResult(**base, estimate=comparison.estimate, lower=comparison.lower, upper=comparison.upper,
                            decision=decision, detail=detail)
 
@@ -348,10 +357,12 @@ def non_inferiority(
 def value_limit(
     candidate: ArmStats, *, max_value: float, higher_is_better: bool = False, metric: str = "",
     alpha: float = DEFAULT_ALPHA, tightest_at: float = DEFAULT_TIGHTEST_AT, min_samples: int = DEFAULT_MIN_SAMPLES,
+    what: str = "value", share: bool = False,
 ) -> GuardrailResult:
     """An absolute limit on the candidate alone (error rate <= 0.05), with a one-sample always-valid interval.
 
-    With ``higher_is_better`` the value is a floor instead of a ceiling.
+    With ``higher_is_better`` the value is a floor instead of a ceiling. The detail names ``what`` is
+    measured, in the metric's unit (a percentage when ``share``).
     """
     if not isinstance(candidate, ArmStats):
         raise TypeError(f"candidate is an ArmStats; got {type(candidate).__name__}")
@@ -365,8 +376,9 @@ def value_limit(
     lower, upper = candidate.mean - half, candidate.mean + half
     waiting = None if candidate.n >= min_samples else f"waiting for data: the candidate has {candidate.n} of {min_samples} observations"
     decision = "inconclusive" if waiting else _guard_decision(lower, upper, max_value, higher_is_better)
-    detail = waiting or (f"value {candidate.mean:.4g}, always-valid interval [{lower:.4g}, {upper:.4g}], "
-                         f"limit {max_value:.4g}: {decision.replace('_', '-')}")
+    unit = format_share if share else (lambda v: format_metric(metric, v))
+    detail = waiting or (f"{what} {unit(candidate.mean)}, always-valid interval [{unit(lower)}, {unit(upper)}], "
+                         f"limit {unit(max_value)}: {decision.replace('_', '-')}")
     return GuardrailResult(**base, estimate=candidate.mean, lower=lower, upper=upper, decision=decision, detail=detail)
 
 
@@ -383,7 +395,8 @@ def quantile_guardrail(
     if not (0.0 < quantile < 1.0):
         raise ValueError(f"quantile is in (0, 1), e.g. 0.95 for p95; got {quantile!r}")
     return value_limit(ArmStats.of_counts(exceeding, n), max_value=1.0 - quantile, higher_is_better=False,
-                       metric=metric, alpha=alpha, tightest_at=tightest_at, min_samples=min_samples)
+                       metric=metric, alpha=alpha, tightest_at=tightest_at, min_samples=min_samples,
+                       what="share of the candidate's requests over the threshold", share=True)
 
 
 def guardrail_test(

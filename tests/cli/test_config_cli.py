@@ -104,7 +104,7 @@ def test_rollback_records_who_and_why(db, monkeypatch):
         entry = store.history("demo_wf", limit=1)[0]
     assert (entry.action, entry.actor, entry.reason, entry.evidence, entry.from_version) == (
         "rollback", "carol", "answers got longer", "https://t/42", 2)
-    again = run("rollback", "1", "--reason", "again", "--actor", "dan", "--db", db)
+    again = run("rollback", "1", "-m", "again", "--as", "dan", "--db", db)
     assert_one_error_line(again, 1, "already active")
 
 
@@ -142,7 +142,7 @@ def test_init_stores_the_spec_config_once(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "graphtune.yaml").write_text(SPEC)
     url = f"sqlite:///{tmp_path}/fresh.db"
-    first = run("init", "--actor", "ops", "--db", url)
+    first = run("init", "--as", "ops", "--db", url)
     assert first.exit_code == 0, first.output
     assert "demo_wf: v1 from graphtune.yaml is now active" in first.stdout
     second = run("init", "--db", url)

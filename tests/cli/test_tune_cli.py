@@ -46,7 +46,7 @@ def test_tune_no_input_then_pending_then_approve(db, weak_toy_spec):
     listed = json.loads(graphtune("pending", "--json", db=db).stdout)
     assert [t["thread_id"] for t in listed] == [thread]
 
-    done = graphtune("approve", thread, "--comment", "ship it", "--as", "dana", db=db)
+    done = graphtune("approve", thread, "--reason", "ship it", "--as", "dana", db=db)
     assert "promoted" in done.stdout
     with open_config_store(db) as store:
         assert store.active("toy").config["answer"]["quality"] == "good"

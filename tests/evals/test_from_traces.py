@@ -44,10 +44,10 @@ def test_disliked_production_runs_become_unlabelled_rows(recorder, store, tmp_pa
     assert len(rows_from_traces(store, workflow="shop", feedback="positive")) == 1
 
     out = tmp_path / "label-me.jsonl"
-    result = CliRunner().invoke(app, ["evals", "from-traces", "-w", "shop", "--backend", store.url, "-o", str(out)])
+    result = CliRunner().invoke(app, ["evals", "from-traces", "-w", "shop", "--db", store.url, "-o", str(out)])
     assert result.exit_code == 0, result.output
     dataset = load_dataset(out)
     assert len(dataset.examples) == 2 and not any(e.labelled for e in dataset.examples)
-    result = CliRunner().invoke(app, ["evals", "from-traces", "--feedback", "meh", "--backend", store.url])
+    result = CliRunner().invoke(app, ["evals", "from-traces", "--feedback", "meh", "--db", store.url])
     assert result.exit_code == 2 and "expected negative, positive or any" in result.output
     assert json.loads(out.read_text().splitlines()[0])["tags"][0] == "from-traces"
