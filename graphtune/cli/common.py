@@ -15,6 +15,8 @@ errors = Console(stderr=True, soft_wrap=True, highlight=False)  # one unwrapped 
 
 BackendOpt = Annotated[Optional[str], typer.Option("--backend", help="Trace store URL (jsonl:///DIR, sqlite:///FILE, postgresql://...). Default: GRAPHTUNE_TRACES_URL, GRAPHTUNE_DATABASE_URL, sqlite:///.graphtune/graphtune.db")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+ModelOpt = Annotated[Optional[str], typer.Option("--model", help="Chat model as provider:model (anthropic:claude-sonnet-4-5, ollama:llama3.1) or an OpenAI-compatible name (OPENAI_BASE_URL). Default: GRAPHTUNE_MODEL; none runs offline.")]
+RateLimitOpt = Annotated[Optional[float], typer.Option("--rate-limit", help="Model requests per second, shared by every model call of the run. Default: the spec's rate_limit.requests_per_s, else no limit.")]
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
@@ -31,6 +33,12 @@ def fail(message: str, code: int = 2) -> typer.Exit:
     """Print one error line; the caller raises what this returns."""
     errors.print(f"[red]error:[/red] {message}")
     return typer.Exit(code)
+
+
+def check_rate_limit(rate: float | None) -> float | None:
+    if rate is not None and not rate > 0:
+        raise fail(f"--rate-limit: expected model requests per second above 0, e.g. 5 or 0.5; got {rate:g}")
+    return rate
 
 
 def print_json(data) -> None:

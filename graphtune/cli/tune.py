@@ -16,7 +16,7 @@ from typing import Annotated, Any, Optional
 import typer
 from rich.markdown import Markdown
 
-from graphtune.cli.common import JsonOpt, console, fail, print_json
+from graphtune.cli.common import JsonOpt, ModelOpt, RateLimitOpt, check_rate_limit, console, fail, print_json
 from graphtune.graphs.context import ControllerContext
 from graphtune.graphs.local_controller import LocalController, RunResult
 from graphtune.tuning.decision import Spent
@@ -155,12 +155,14 @@ def register(app: typer.Typer) -> None:
         concurrency: Annotated[Optional[int], typer.Option("--concurrency", help="Parallel example runs, shared by all candidates.")] = None,
         seed: Annotated[Optional[int], typer.Option("--seed", help="Search seed.")] = None,
         window: Annotated[Optional[str], typer.Option("--window", help="Production window to observe, e.g. 24h.")] = None,
+        model: ModelOpt = None,
+        rate_limit: RateLimitOpt = None,
         db: DbOpt = None,
     ):
         """Tune a workflow: observe, propose, evaluate, then stop at approval."""
         _use_db(db)
         controller = _controller(no_input, batch_size=batch_size, eval_limit=eval_limit, concurrency=concurrency,
-                                 seed=seed, observe_window=window)
+                                 seed=seed, observe_window=window, model=model, rate_limit=check_rate_limit(rate_limit))
         existing = _existing_thread(controller, thread) if thread else None
         if existing is not None:
             result = _carry_on(controller, existing, no_input)

@@ -24,7 +24,6 @@ from pydantic import BaseModel, Field, ValidationError, model_validator
 from graphtune.graphs.access import APPROVER
 from graphtune.graphs.context import ControllerContext, WriteRefused, actor_for, current_thread_id
 from graphtune.graphs.state import Approval, CandidateRecord, ControllerState, EvalTask
-from graphtune.llm import model_available
 from graphtune.spec import load_spec
 from graphtune.tuning.configs import config_hash
 from graphtune.tuning.decision import Decision
@@ -172,7 +171,8 @@ async def _edit(state: ControllerState, ctx: ControllerContext, approval: Approv
     spec = await asyncio.to_thread(load_spec, ctx.spec_source(state["spec"]))
     baseline = state["baseline"]
     candidate = Candidate(mutations=approval.mutations, rationale=approval.comment or f"edited by {approval.actor}", proposer="human")
-    rejections = check_candidate(spec.space, baseline["config"], candidate, model_available=model_available())
+    rejections = check_candidate(spec.space, baseline["config"], candidate,
+                                 model_available=ctx.workflow_has_model(spec))
     if rejections:
         raise ValueError("the edited candidate is not valid: " + "; ".join(r.message for r in rejections))
     config = apply_mutations(baseline["config"], candidate.mutations)
