@@ -89,7 +89,8 @@ def run_eval_command(
     total = len(data.select(limit=limit))
     try:
         with using(settings):  # the workflow's model calls and the judge's: one pace, the same retries
-            judge = chat_model(temperature=0) if settings.model and "judge" in spec.evals.metrics else None
+            model = chat_model(temperature=0) if settings.model else None  # built now: a missing integration fails here
+            judge = model if "judge" in spec.evals.metrics else None
             runner = EvalRunner(spec, recorder=recorder, cache=cache, concurrency=concurrency, judge_model=judge)
             report = _run_with_progress(runner, spec, config, data, version, limit, total, as_json)
     except ModelUnavailable as exc:
