@@ -9,8 +9,8 @@ every part still runs (offline answerer, search proposer, deterministic parsers)
 
 Every model built here shares the process's rate limiter for its requests/s and retries throttles
 (429) and server errors (5xx) through its provider SDK's own retry loop (exponential backoff with
-jitter, ``Retry-After`` honoured), with ``max_retries`` from ``graphtune.throttling``. Nothing is built
-at import.
+jitter, ``Retry-After`` honoured), ``max_retries`` times; ``graphtune.throttling`` says how. Nothing
+is built at import.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
-from graphtune.throttling import DEFAULT_MAX_RETRIES, shared_limiter
+from graphtune.throttling import DEFAULT_MAX_RETRIES, paced_http_clients, shared_limiter
 
 OFFLINE_NOTICE = ("no LLM configured (set GRAPHTUNE_MODEL or --model to provider:model, or a bare name with "
                   "OPENAI_BASE_URL / OPENAI_API_KEY): running offline")
@@ -106,13 +106,18 @@ def chat_model(model: str | None = None, *, settings: ModelSettings | None = Non
     if not name:
         raise ModelUnavailable(OFFLINE_NOTICE)
     provider, model_name = split_model(name)
-    options: dict[str, Any] = {"rate_limiter": shared_limiter(settings.requests_per_s)}
+    limiter = shared_limiter(settings.requests_per_s)
+    options: dict[str, Any] = {}
     if _has_field(provider, "max_retries"):
         options["max_retries"] = settings.max_retries
     if provider == OPENAI_COMPATIBLE:
         options["api_key"] = os.environ.get("OPENAI_API_KEY") or "not-needed"  # local servers take any key
         if settings.base_url:
             options["base_url"] = settings.base_url
+        if limiter is not None:  # every HTTP attempt paced, the SDK's retries included
+            options.update(paced_http_clients(limiter))
+    elif limiter is not None:  # other providers: LangChain paces each call's first attempt
+        options["rate_limiter"] = limiter
     options.update(kwargs)
     try:
         return init_chat_model(model_name, model_provider=provider, **options)

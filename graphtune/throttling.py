@@ -6,6 +6,11 @@ still happen (429) and server errors (5xx) are retried by the provider SDK under
 (OpenAI's and Anthropic's clients back off exponentially with jitter and honour ``Retry-After``);
 graphtune only sets how many times (``max_retries``). When the retries run out, ``model_failure``
 turns the SDK's exception into one line that says what happened and what to change.
+
+LangChain's ``rate_limiter`` paces a model call once, before its first attempt; the SDK's retries
+then go out unpaced, and after an outage every waiting call retries at the same instant and is
+throttled again. For OpenAI-compatible models the limiter therefore sits in the HTTP client
+(``paced_http_clients``), where every attempt, retries included, takes its turn.
 """
 
 from __future__ import annotations
@@ -31,10 +36,28 @@ def shared_limiter(requests_per_s: float | None) -> InMemoryRateLimiter | None:
         return None
     with _lock:
         if requests_per_s not in _limiters:
-            # poll a few times per token, so a fast limit is not rounded down to the polling rate
+            # Poll a few times per token, and keep up to two: the limiter adds what a late poll finds
+            # only up to the bucket's size, and with a bucket of one the overshoot is lost on every
+            # token (20 requests/s became 14.7 on a busy event loop, benchmarks/rate_limits.py).
             _limiters[requests_per_s] = InMemoryRateLimiter(
-                requests_per_second=requests_per_s, check_every_n_seconds=min(_POLL_S, 0.25 / requests_per_s))
+                requests_per_second=requests_per_s, check_every_n_seconds=min(_POLL_S, 0.25 / requests_per_s),
+                max_bucket_size=2)
         return _limiters[requests_per_s]
+
+
+def paced_http_clients(limiter: InMemoryRateLimiter) -> dict:
+    """``http_client`` / ``http_async_client`` for ``ChatOpenAI`` that wait for ``limiter`` before every
+    HTTP request the OpenAI SDK sends, its retries included (openai's own client defaults otherwise)."""
+    import openai
+
+    def pace(request) -> None:
+        limiter.acquire()
+
+    async def apace(request) -> None:
+        await limiter.aacquire()
+
+    return {"http_client": openai.DefaultHttpxClient(event_hooks={"request": [pace]}),
+            "http_async_client": openai.DefaultAsyncHttpxClient(event_hooks={"request": [apace]})}
 
 
 def model_failure(error: BaseException) -> str | None:

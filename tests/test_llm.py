@@ -12,6 +12,7 @@ from graphtune.graphs.context import ControllerContext
 from graphtune.llm import ModelSettings, ModelUnavailable, chat_model, current_settings, model_available, split_model, using
 from graphtune.spec import load_spec
 from graphtune.testing.openai_server import OpenAITestServer
+from graphtune.throttling import shared_limiter
 
 
 @pytest.fixture(autouse=True)
@@ -74,12 +75,28 @@ def test_no_model_configured_is_a_clear_error():
         chat_model()
 
 
-def test_every_model_of_a_pace_shares_one_rate_limiter_and_gets_the_retry_budget():
-    settings = ModelSettings(model="test-model", requests_per_s=7.5, max_retries=4)
-    first, second = chat_model(settings=settings), chat_model("other-model", settings=settings)
-    assert first.rate_limiter is not None and first.rate_limiter is second.rate_limiter
+def test_every_model_of_a_pace_shares_one_limiter_that_paces_every_attempt_retries_included():
+    """A pace far above the test's need, so the test waits on nothing: what counts is who asks the limiter."""
+    limiter = shared_limiter(1000.0)
+    asked = []
+    original = limiter.aacquire
+
+    async def counting(*args, **kwargs):
+        asked.append(1)
+        return await original(*args, **kwargs)
+
+    limiter.aacquire = counting
+    try:
+        with OpenAITestServer() as server:
+            server.throttle(429, requests=2, retry_after_s=0.01)
+            settings = ModelSettings(model="test-model", base_url=server.base_url, requests_per_s=1000.0, max_retries=4)
+            first, second = chat_model(settings=settings), chat_model("other-model", settings=settings)
+            assert asyncio.run(first.ainvoke("hi")).content == "ok: hi"  # two 429s, retried by the SDK
+            assert asyncio.run(second.ainvoke("hi")).content == "ok: hi"
+    finally:
+        del limiter.aacquire
+    assert len(asked) == 4  # three attempts of the first call, one of the second
     assert first.max_retries == 4 and first.root_async_client.max_retries == 4
-    assert chat_model(settings=ModelSettings(model="test-model")).rate_limiter is None
 
 
 def test_using_scopes_the_settings_over_the_environment(monkeypatch):
