@@ -13,6 +13,7 @@ from graphtune.llm import ModelSettings, ModelUnavailable, chat_model, current_s
 from graphtune.spec import load_spec
 from graphtune.testing.openai_server import OpenAITestServer
 from graphtune.throttling import shared_limiter
+from tests.fakes import counted_acquires
 
 
 @pytest.fixture(autouse=True)
@@ -77,24 +78,12 @@ def test_no_model_configured_is_a_clear_error():
 
 def test_every_model_of_a_pace_shares_one_limiter_that_paces_every_attempt_retries_included():
     """A pace far above the test's need, so the test waits on nothing: what counts is who asks the limiter."""
-    limiter = shared_limiter(1000.0)
-    asked = []
-    original = limiter.aacquire
-
-    async def counting(*args, **kwargs):
-        asked.append(1)
-        return await original(*args, **kwargs)
-
-    limiter.aacquire = counting
-    try:
-        with OpenAITestServer() as server:
-            server.throttle(429, requests=2, retry_after_s=0.01)
-            settings = ModelSettings(model="test-model", base_url=server.base_url, requests_per_s=1000.0, max_retries=4)
-            first, second = chat_model(settings=settings), chat_model("other-model", settings=settings)
-            assert asyncio.run(first.ainvoke("hi")).content == "ok: hi"  # two 429s, retried by the SDK
-            assert asyncio.run(second.ainvoke("hi")).content == "ok: hi"
-    finally:
-        del limiter.aacquire
+    with counted_acquires(shared_limiter(1000.0)) as asked, OpenAITestServer() as server:
+        server.throttle(429, requests=2, retry_after_s=0.01)
+        settings = ModelSettings(model="test-model", base_url=server.base_url, requests_per_s=1000.0, max_retries=4)
+        first, second = chat_model(settings=settings), chat_model("other-model", settings=settings)
+        assert asyncio.run(first.ainvoke("hi")).content == "ok: hi"  # two 429s, retried by the SDK
+        assert asyncio.run(second.ainvoke("hi")).content == "ok: hi"
     assert len(asked) == 4  # three attempts of the first call, one of the second
     assert first.max_retries == 4 and first.root_async_client.max_retries == 4
 

@@ -13,6 +13,8 @@ from graphtune.evals.runner import EvalRunner
 from graphtune.llm import ModelSettings, using
 from graphtune.spec import load_spec
 from graphtune.testing.openai_server import OpenAITestServer
+from graphtune.throttling import shared_limiter
+from tests.fakes import counted_acquires
 
 EXAMPLES = 8
 
@@ -63,19 +65,6 @@ def test_an_outage_longer_than_the_budget_names_the_status(server):
 
 def test_the_run_s_rate_limiter_paces_every_example(server):
     """A pace far above the test's need, so the test waits on nothing: the limiter is asked once per call."""
-    from graphtune.throttling import shared_limiter
-
-    limiter = shared_limiter(1000.0)
-    asked = []
-    original = limiter.aacquire
-
-    async def counting(*args, **kwargs):
-        asked.append(1)
-        return await original(*args, **kwargs)
-
-    limiter.aacquire = counting
-    try:
+    with counted_acquires(shared_limiter(1000.0)) as asked:
         results = evaluate(server, requests_per_s=1000.0)
-    finally:
-        del limiter.aacquire
     assert [r.error for r in results] == [None] * EXAMPLES and len(asked) == len(server.requests) == EXAMPLES
