@@ -17,6 +17,7 @@ import yaml
 from pydantic import (BaseModel, ConfigDict, Discriminator, Field, PrivateAttr, Tag, ValidationError, field_validator,
                       model_validator)
 
+from graphtune.throttling import DEFAULT_MAX_RETRIES
 from graphtune.tuning.space import Constraint, Domain, SearchSpace
 
 BUNDLED_SPECS = {"support_qa": Path(__file__).parent / "graphs" / "support_qa.yaml"}
@@ -230,6 +231,13 @@ class Price(_Strict):
     output_per_1m: float = Field(ge=0)
 
 
+class RateLimit(_Strict):
+    """How hard graphtune may call the models of a run: one shared pace, and how long to ride out throttles."""
+
+    requests_per_s: float | None = Field(None, gt=0, description="Model requests per second, shared by every call; null: no limit")
+    max_retries: int = Field(DEFAULT_MAX_RETRIES, ge=0, le=30, description="Retries of a throttled (429) or failed (5xx) call")
+
+
 class BenchmarkSpec(_Strict):
     """A finite grid over some tunables (numeric ones discretised) that benchmarks evaluate exhaustively.
 
@@ -278,6 +286,7 @@ class WorkflowSpec(_Strict):
     observe: ObserveSpec = Field(default_factory=ObserveSpec)
     pricing: dict[str, Price] = Field(default_factory=dict, description="model name -> USD per 1M tokens")
     benchmark: BenchmarkSpec | None = Field(None, description="A finite grid for the tuning-efficiency benchmark")
+    rate_limit: RateLimit = Field(default_factory=RateLimit, description="Pace and retries of every model call")
 
     path: Path | None = Field(None, exclude=True)
 

@@ -8,6 +8,7 @@ model remembers the messages it was called with.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from langchain_core.language_models.fake_chat_models import FakeMessagesListChatModel
@@ -50,3 +51,20 @@ def ai(content: str = "", *, tool_calls: list[dict] | None = None, tokens: tuple
 
 def scripted(*responses: AIMessage, model_name: str = "scripted-model") -> ScriptedChatModel:
     return ScriptedChatModel(responses=list(responses), model_name=model_name, calls=[])
+
+
+@contextlib.contextmanager
+def counted_acquires(limiter):
+    """Count the turns asked of a LangChain rate limiter (``aacquire``) while the block runs."""
+    asked: list[int] = []
+    original = limiter.aacquire
+
+    async def counting(*args, **kwargs):
+        asked.append(1)
+        return await original(*args, **kwargs)
+
+    limiter.aacquire = counting
+    try:
+        yield asked
+    finally:
+        del limiter.aacquire

@@ -146,6 +146,19 @@ def test_parse_spec_without_file():
         parse_spec({"workflow": "x"})
 
 
+# -- rate limit ------------------------------------------------------------------------------------
+
+
+def test_rate_limit_is_optional_and_names_its_bad_values(tmp_path):
+    spec = load_spec(write(tmp_path, GOOD))
+    assert spec.rate_limit.requests_per_s is None and spec.rate_limit.max_retries == 6
+    spec = load_spec(write(tmp_path, {**GOOD, "rate_limit": {"requests_per_s": 2.5, "max_retries": 3}}))
+    assert (spec.rate_limit.requests_per_s, spec.rate_limit.max_retries) == (2.5, 3)
+    assert "rate_limit.requests_per_s" in error_of(tmp_path, {**GOOD, "rate_limit": {"requests_per_s": 0}})
+    assert "rate_limit.max_retries" in error_of(tmp_path, {**GOOD, "rate_limit": {"max_retries": -1}})
+    assert "rate_limit.per_minute" in error_of(tmp_path, {**GOOD, "rate_limit": {"per_minute": 60}})
+
+
 # -- benchmark grid --------------------------------------------------------------------------------
 
 

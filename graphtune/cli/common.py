@@ -13,6 +13,7 @@ import click
 import typer
 from rich.console import Console
 from typer.core import TyperGroup
+from rich.markup import escape
 
 console = Console(width=None if sys.stdout.isatty() else 140)  # logs and pipes get readable tables
 errors = Console(stderr=True, soft_wrap=True, highlight=False)  # one unwrapped line per error
@@ -23,6 +24,8 @@ TracesDbOpt = Annotated[Optional[str], typer.Option("--db", help="Trace store UR
 AsOpt = Annotated[Optional[str], typer.Option("--as", help="Who: kept in the change log (default: the OS user).")]
 ReasonOpt = Annotated[str, typer.Option("--reason", "-m", help="Why: kept in the change log.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+ModelOpt = Annotated[Optional[str], typer.Option("--model", help="Chat model as provider:model (anthropic:claude-sonnet-4-5, ollama:llama3.1) or an OpenAI-compatible name (OPENAI_BASE_URL). Default: GRAPHTUNE_MODEL; none runs offline.")]
+RateLimitOpt = Annotated[Optional[float], typer.Option("--rate-limit", help="Model requests per second, shared by every model call of the run. Default: the spec's rate_limit.requests_per_s, else no limit.")]
 
 # Old spellings, still accepted where the new one exists, with a one-line notice on stderr.
 DEPRECATED_OPTIONS = {"--backend": "--db", "--actor": "--as", "--comment": "--reason"}
@@ -84,8 +87,14 @@ def parse_duration(text: str) -> float:
 
 def fail(message: str, code: int = 2) -> typer.Exit:
     """Print one error line; the caller raises what this returns."""
-    errors.print(f"[red]error:[/red] {message}")
+    errors.print(f"[red]error:[/red] {escape(message)}")  # a message's own [brackets] are text, not markup
     return typer.Exit(code)
+
+
+def check_rate_limit(rate: float | None) -> float | None:
+    if rate is not None and not rate > 0:
+        raise fail(f"--rate-limit: expected model requests per second above 0, e.g. 5 or 0.5; got {rate:g}")
+    return rate
 
 
 def print_json(data: Any) -> None:

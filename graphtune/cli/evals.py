@@ -14,7 +14,7 @@ import yaml
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from graphtune.cli.common import DbOpt, actor, JsonOpt, TracesDbOpt, console, errors, fail, group, parse_duration, print_json
+from graphtune.cli.common import DbOpt, JsonOpt, ModelOpt, RateLimitOpt, TracesDbOpt, actor, check_rate_limit, console, errors, fail, group, parse_duration, print_json
 
 evals_app = group("Eval datasets: build rows from recorded traces.")
 
@@ -38,13 +38,14 @@ def parse_set(items: list[str]) -> list[tuple[str, object]]:
 def run_eval_command(
     spec_source: str, *, config_version: int | None, sets: list[str], dataset: str | None, limit: int | None,
     concurrency: int | None, use_cache: bool, record: bool, db: str | None, as_json: bool,
+    model: str | None = None, rate_limit: float | None = None,
 ) -> None:
     from graphtune.backends.configs import ConfigStoreError, open_config_store
     from graphtune.backends.eval_cache import open_eval_cache
     from graphtune.backends.traces import UnknownBackendError
     from graphtune.evals.datasets import DatasetError, load_dataset
     from graphtune.evals.runner import EvalRunner
-    from graphtune.llm import OFFLINE_NOTICE, chat_model, model_available
+    from graphtune.llm import OFFLINE_NOTICE, ModelSettings, ModelUnavailable, chat_model, using
     from graphtune.spec import SpecError, load_spec
     from graphtune.tuning.mutations import Candidate, Mutation, check_candidate
 
@@ -54,6 +55,7 @@ def run_eval_command(
         configs = open_config_store(db)
     except (SpecError, DatasetError, UnknownBackendError, ConfigStoreError) as exc:
         raise fail(str(exc)) from None
+    settings = ModelSettings.for_run(model=model, requests_per_s=check_rate_limit(rate_limit), spec=spec)
     with configs:
         try:
             if config_version is not None:
@@ -65,7 +67,7 @@ def run_eval_command(
         config = base
         if sets:
             candidate = Candidate(mutations=[Mutation(path=p, value=v) for p, v in parse_set(sets)], proposer="human")
-            rejections = check_candidate(spec.space, base, candidate, model_available=model_available())
+            rejections = check_candidate(spec.space, base, candidate, model_available=settings.model is not None)
             if rejections:
                 raise fail("; ".join(r.message for r in rejections))
             from graphtune.tuning.mutations import apply_mutations
@@ -73,7 +75,7 @@ def run_eval_command(
             config = apply_mutations(base, candidate.mutations)
         version = configs.put(spec.workflow, config, actor=actor(None), source="eval").version
 
-    if not model_available() and not as_json:
+    if settings.model is None and not as_json:
         console.print(f"[yellow]{OFFLINE_NOTICE}[/yellow]")
     recorder = None
     if record:  # the traces follow --db (unless GRAPHTUNE_TRACES_URL moves them), like configs and cache
@@ -82,11 +84,15 @@ def run_eval_command(
 
         recorder = recorder_for(os.environ.get("GRAPHTUNE_TRACES_URL") or db if db else traces_url_from_env())
     cache = open_eval_cache(db) if use_cache else None
-    judge = chat_model() if model_available() and "judge" in spec.evals.metric_names else None
-    runner = EvalRunner(spec, recorder=recorder, cache=cache, concurrency=concurrency, judge_model=judge)
     total = len(data.select(limit=limit))
     try:
-        report = _run_with_progress(runner, spec, config, data, version, limit, total, as_json)
+        with using(settings):  # the workflow's model calls and the judge's: one pace, the same retries
+            model = chat_model(temperature=0) if settings.model else None  # built now: a missing integration fails here
+            judge = model if "judge" in spec.evals.metric_names else None
+            runner = EvalRunner(spec, recorder=recorder, cache=cache, concurrency=concurrency, judge_model=judge)
+            report = _run_with_progress(runner, spec, config, data, version, limit, total, as_json)
+    except ModelUnavailable as exc:
+        raise fail(str(exc)) from None
     except SpecError as exc:  # e.g. the graph factory raised for this config
         raise fail(f"{exc} (config v{version})") from None
     finally:
@@ -170,12 +176,15 @@ def register(app: typer.Typer) -> None:
         concurrency: Annotated[Optional[int], typer.Option(help="Examples in flight at once (default: the spec's).")] = None,
         cache: Annotated[bool, typer.Option("--cache/--no-cache", help="Reuse results of this exact config and dataset.")] = True,
         record: Annotated[bool, typer.Option("--record/--no-record", help="Record each example's trajectory (source eval).")] = True,
+        model: ModelOpt = None,
+        rate_limit: RateLimitOpt = None,
         db: DbOpt = None,
         as_json: JsonOpt = False,
     ):
         """Score one config of a workflow on its eval dataset: quality, latency, tokens, cost, errors."""
         run_eval_command(spec, config_version=config_version, sets=set_ or [], dataset=dataset, limit=limit,
-                         concurrency=concurrency, use_cache=cache, record=record, db=db, as_json=as_json)
+                         concurrency=concurrency, use_cache=cache, record=record, db=db, as_json=as_json,
+                         model=model, rate_limit=rate_limit)
 
     @evals_app.command("from-traces")
     def from_traces(

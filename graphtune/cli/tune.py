@@ -13,7 +13,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from graphtune.cli.common import AsOpt, DbOpt, JsonOpt, ReasonOpt, actor, console, fail, print_json, use_db
+from graphtune.cli.common import AsOpt, DbOpt, JsonOpt, ModelOpt, RateLimitOpt, ReasonOpt, actor, check_rate_limit, console, fail, print_json, use_db
 from graphtune.cli.progress import TuneProgress
 from graphtune.graphs.context import ControllerContext
 from graphtune.graphs.local_controller import LocalController, RunResult
@@ -129,6 +129,8 @@ def register(app: typer.Typer) -> None:
         concurrency: Annotated[Optional[int], typer.Option("--concurrency", help="Parallel example runs, shared by all candidates.")] = None,
         seed: Annotated[Optional[int], typer.Option("--seed", help="Search seed.")] = None,
         window: Annotated[Optional[str], typer.Option("--window", help="Production window to observe, e.g. 24h.")] = None,
+        model: ModelOpt = None,
+        rate_limit: RateLimitOpt = None,
         db: DbOpt = None,
         dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be searched (tunables, ranges, objective, guardrails, budget) and the baseline's score on --limit examples (default 5); spend nothing else.")] = False,
     ):
@@ -141,7 +143,8 @@ def register(app: typer.Typer) -> None:
                                 context={"batch_size": batch_size, "eval_limit": eval_limit, "concurrency": concurrency})
         display = TuneProgress(console, live=console.is_terminal and not no_input)
         controller = _controller(no_input, display, batch_size=batch_size, eval_limit=eval_limit,
-                                 concurrency=concurrency, seed=seed, observe_window=window)
+                                 concurrency=concurrency, seed=seed, observe_window=window, model=model,
+                                 rate_limit=check_rate_limit(rate_limit))
         try:
             existing = _existing_thread(controller, thread) if thread else None
             if existing is not None:

@@ -30,6 +30,7 @@ from graphtune.evals.evaluators import (EVALUATOR_VERSION, RunOutcome, evaluator
 from graphtune.evals.evaluators import QUALITY as QUALITY_METRICS
 from graphtune.evals.stats import MetricSummary, clearly_worse, summarize
 from graphtune.spec import WorkflowSpec
+from graphtune.throttling import model_failure
 from graphtune.tuning.configs import config_hash
 
 
@@ -408,7 +409,7 @@ class EvalRunner:
                 run.cancel()
                 raise
             except Exception as exc:  # a failing example is a result, not the end of the run
-                error = f"{type(exc).__name__}: {exc}"
+                error = model_failure(exc) or f"{type(exc).__name__}: {exc}"
             latency_ms = (time.perf_counter() - started) * 1000
             tokens = usage.usage_metadata
             answer = read_output(state, spec.evals.output.answer)

@@ -114,10 +114,12 @@ class ControllerContext:
     traces_url: str | None = field(default_factory=lambda: _env("GRAPHTUNE_TRACES_URL"))
     # specs: name -> spec file, beside the bundled ones; a request may also name a spec file directly
     specs: dict[str, str] = field(default_factory=dict)
-    # the controller's own model (intake, proposer, judge); None = GRAPHTUNE_MODEL, and offline when unset
-    model: str | None = field(default_factory=lambda: _env("GRAPHTUNE_MODEL"))
+    # the run's models: the controller's own (intake, proposer, judge) and graphtune's own workflows'
+    # (eval examples of the bundled example); None = GRAPHTUNE_MODEL, and offline when unset
+    model: str | None = field(default_factory=lambda: _env("GRAPHTUNE_MODEL"))  # provider:model or an OpenAI-compatible name
     base_url: str | None = field(default_factory=lambda: _env("OPENAI_BASE_URL"))
     temperature: float = 0.2
+    rate_limit: float | None = None  # model requests per second, shared by every call; None = the spec's rate_limit
     # search
     batch_size: int = 2  # with the race, two per round reached a good config in fewer example runs than four (benchmarks/tuning_efficiency.py)
     max_proposal_retries: int = 2
@@ -143,16 +145,24 @@ class ControllerContext:
     def has_model(self) -> bool:
         return self.chat_model_factory is not None or bool(self.model)
 
-    def build_chat_model(self):
+    def model_settings(self, spec=None):
+        """What every model of this run is built with: this context's model, base URL and pace over the
+        spec's ``rate_limit`` and the environment."""
+        from graphtune.llm import ModelSettings
+
+        return ModelSettings.for_run(model=self.model, base_url=self.base_url, requests_per_s=self.rate_limit, spec=spec)
+
+    def workflow_has_model(self, spec=None) -> bool:
+        """Whether graphtune's own workflows answer with a model in this run (tunables that need one count)."""
+        return self.model_settings(spec).model is not None
+
+    def build_chat_model(self, spec=None, **kwargs: Any):
         """The controller's chat model, built lazily inside a node (never at import)."""
         if self.chat_model_factory is not None:
             return self.chat_model_factory()
         from graphtune.llm import chat_model
 
-        kwargs: dict[str, Any] = {"temperature": self.temperature}
-        if self.base_url:
-            kwargs["base_url"] = self.base_url
-        return chat_model(self.model, **kwargs)
+        return chat_model(self.model, settings=self.model_settings(spec), **{"temperature": self.temperature, **kwargs})
 
     # -- stores, opened per use; call these through asyncio.to_thread from async nodes ---------
     def resolved_traces_url(self) -> str:

@@ -25,7 +25,6 @@ from graphtune.graphs.access import APPROVER, local_actor
 from graphtune.graphs.context import ControllerContext, WriteRefused, actor_for, current_thread_id
 from graphtune.graphs.hitl import ENDED_COMMENT, card_answer, hitl_request, is_card_answer, parse_mutations
 from graphtune.graphs.state import Approval, CandidateRecord, ControllerState, EvalTask
-from graphtune.llm import model_available
 from graphtune.spec import load_spec
 from graphtune.tuning.configs import config_hash
 from graphtune.tuning.decision import Decision
@@ -154,7 +153,8 @@ async def _edit(state: ControllerState, ctx: ControllerContext, approval: Approv
     spec = await asyncio.to_thread(load_spec, ctx.spec_source(state["spec"]))
     baseline = state["baseline"]
     candidate = Candidate(mutations=approval.mutations, rationale=approval.comment or f"edited by {approval.actor}", proposer="human")
-    rejections = check_candidate(spec.space, baseline["config"], candidate, model_available=model_available())
+    rejections = check_candidate(spec.space, baseline["config"], candidate,
+                                 model_available=ctx.workflow_has_model(spec))
     if rejections:
         raise ValueError("the edited candidate is not valid: " + "; ".join(r.message for r in rejections))
     config = apply_mutations(baseline["config"], candidate.mutations)

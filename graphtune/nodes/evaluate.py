@@ -20,6 +20,7 @@ from langgraph.runtime import Runtime
 from graphtune.evals.runner import EvalReport, EvalRunner, race_stop
 from graphtune.graphs.context import ControllerContext
 from graphtune.graphs.state import EvalTask
+from graphtune.llm import using
 from graphtune.spec import load_spec
 from graphtune.tracing.recorder import recorder_for
 
@@ -44,8 +45,9 @@ def live_scores(thread_id: str, config_hash: str) -> dict[str, float]:
 def _new_runner(ctx: ControllerContext, spec):
     if ctx.runner_factory is not None:
         return ctx.runner_factory(spec)
+    judge = ctx.build_chat_model(spec, temperature=0) if "judge" in spec.evals.metrics and ctx.has_model() else None
     return EvalRunner(spec, recorder=recorder_for(ctx.resolved_traces_url(), capture_state=False), cache=ctx.eval_cache(),
-                      concurrency=ctx.concurrency or spec.evals.concurrency)
+                      concurrency=ctx.concurrency or spec.evals.concurrency, judge_model=judge)
 
 
 async def _runner(ctx: ControllerContext, spec, thread_id: str):
@@ -117,12 +119,13 @@ async def evaluate(payload: dict, runtime: Runtime[ControllerContext]) -> dict:
         spec = await asyncio.to_thread(load_spec, ctx.spec_source(task.spec))
         version = await asyncio.to_thread(_store_version, ctx, spec.workflow, candidate.config)
         runner = await _runner(ctx, spec, task.thread_id)
-        report = await runner.run(
-            candidate.config, config_version=version, variant=candidate.id, limit=ctx.eval_limit,
-            baseline=reference, check_every=ctx.check_every, on_result=on_result,
-            stop_on=(metric, task.direction),
-            reference_name=task.reference_name, should_stop=race, on_start=lambda total: tell(total=total),
-        )
+        with using(ctx.model_settings(spec)):  # the workflow's own model calls: the run's model, pace and retries
+            report = await runner.run(
+                candidate.config, config_version=version, variant=candidate.id, limit=ctx.eval_limit,
+                baseline=reference, check_every=ctx.check_every, on_result=on_result,
+                stop_on=(metric, task.direction),
+                reference_name=task.reference_name, should_stop=race, on_start=lambda total: tell(total=total),
+            )
     except Exception as error:  # one broken candidate never ends the tuning run
         report = _failed(task, error)
     tell(finished=True, stopped=report.stop_reason if report.stopped_early else "")

@@ -7,7 +7,9 @@ The node takes three kinds of input:
 - a chat message (the last human message). With a model configured, the message is read by the
   model with structured output (``RequestDraft``) and the draft is checked against the spec. A
   malformed or invalid draft gets one retry with the reasons; after that the deterministic parser
-  reads the message, and the reply says so. With no model, the deterministic parser reads it.
+  reads the message, and the reply says so. Fields the model left out that the deterministic reader
+  finds in the message ("try 3 candidates") are filled in, and the notes name them. With no model,
+  the deterministic parser reads it.
 - ``state["spec"]`` set by the CLI to a spec file or bundled name. That fixes the workflow, so the
   message only has to state the goal.
 
@@ -74,7 +76,8 @@ async def intake(state: ControllerState, runtime: Runtime[ControllerContext]) ->
     except (SpecError, OSError) as exc:  # OSError: e.g. the path is a directory
         return _stop("failed", f"I cannot load the spec {state.get('spec')!r}: {exc}")
 
-    if ctx.has_model() and (problem := await _model_problem(ctx)):
+    fixed_spec = known.specs[known.fixed] if known.fixed else None
+    if ctx.has_model() and (problem := await _model_problem(ctx, fixed_spec)):
         return _stop("failed", f"The model is unusable, so this run stops here: {problem}.")
 
     if state.get("request") is not None:
@@ -91,7 +94,7 @@ async def intake(state: ControllerState, runtime: Runtime[ControllerContext]) ->
         result = parse_request(text, known.specs, workflow=known.fixed)
         how = "empty message: the spec's defaults, without asking the model"
     else:
-        result, usage, reasons = await _read_with_model(ctx, text, known)
+        result, usage, reasons = await _read_with_model(ctx, text, known, fixed_spec)
         how = "read by the model, checked against the spec"
         if result is None:
             result = parse_request(text, known.specs, workflow=known.fixed)
@@ -164,20 +167,22 @@ def _from_structured(data: Any, known: _Specs) -> dict:
 # -- the model ---------------------------------------------------------------------------------------
 
 
-async def _model_problem(ctx: ControllerContext) -> str | None:
-    """Why the configured model cannot be used (unreachable endpoint, refused key), checked once here
-    so a dead endpoint fails the run at once instead of every later call and example."""
+async def _model_problem(ctx: ControllerContext, spec: WorkflowSpec | None) -> str | None:
+    """Why the configured model cannot be used (its integration is not installed, unreachable endpoint,
+    refused key), checked once here so a dead endpoint fails the run at once instead of every later call."""
     try:
-        model = await asyncio.to_thread(ctx.build_chat_model)
+        model = await asyncio.to_thread(ctx.build_chat_model, spec)
     except Exception as exc:  # noqa: BLE001 - a model that cannot even be built is the run's failure
         return f"cannot build the model {ctx.model!r}: {type(exc).__name__}: {_short(exc)}"
     return await endpoint_problem(model)
 
 
-async def _read_with_model(ctx: ControllerContext, text: str, known: _Specs
+async def _read_with_model(ctx: ControllerContext, text: str, known: _Specs, spec: WorkflowSpec | None
                            ) -> tuple[ParsedRequest | UnknownWorkflow | None, list[dict], list[str]]:
-    """(result or None when the model's answer stayed unusable, token usage per call, last reasons)."""
-    model = await asyncio.to_thread(ctx.build_chat_model)
+    """(result or None when the model's answer stayed unusable, token usage per call, last reasons).
+
+    A usable draft is completed by the deterministic reader for every field the model left out."""
+    model = await asyncio.to_thread(ctx.build_chat_model, spec)
     # include_raw keeps the AIMessage, and with it usage_metadata, which parsing would drop
     reader = model.with_structured_output(RequestDraft, include_raw=True)
     values = _prompt_values(known)

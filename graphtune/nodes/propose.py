@@ -23,9 +23,10 @@ from langgraph.runtime import Runtime
 from graphtune.evals.runner import EvalReport
 from graphtune.graphs.context import ControllerContext
 from graphtune.graphs.state import CandidateRecord, ControllerState
-from graphtune.llm import OFFLINE_NOTICE, model_available
+from graphtune.llm import OFFLINE_NOTICE
 from graphtune.prompts import render_prompt
-from graphtune.spec import load_spec
+from graphtune.spec import WorkflowSpec, load_spec
+from graphtune.throttling import model_failure
 from graphtune.tuning.hotspots import Observation as HotspotObservation
 from graphtune.tuning.llm_proposer import (
     Accepted,
@@ -72,7 +73,7 @@ async def propose(state: ControllerState, runtime: Runtime[ControllerContext]) -
         text = f"Round {round_}: no new candidates: the candidate budget is used ({used} of {request.budget.candidates})."
         return {**update, "messages": [AIMessage(content=text, name="propose")]}
 
-    workflow_model = model_available()
+    workflow_model = ctx.workflow_has_model(spec)  # the workflow's model, not the controller's
     space = spec.space.restricted(request.scope)
     out_of_scope = set(spec.space.tunables) - set(space.tunables)
     if not space.available(workflow_model):
@@ -98,7 +99,7 @@ async def propose(state: ControllerState, runtime: Runtime[ControllerContext]) -
             space=space, config=baseline.config, observation=_observation(state.get("observation")),
             baseline=base_tried, history=tried, n=n, model_available=workflow_model,
             eval_observation=_observation(state.get("eval_observation")))
-        llm, rejected, usage = await _ask_model(ctx, render_prompt("propose", **inputs), n, space=space,
+        llm, rejected, usage = await _ask_model(ctx, spec, render_prompt("propose", **inputs), n, space=space,
                                                 base_config=baseline.config, known=known, out_of_scope=out_of_scope,
                                                 model_available=workflow_model)
         update["controller_usage"] = [{"step": "propose", **usage}]
@@ -125,14 +126,15 @@ async def propose(state: ControllerState, runtime: Runtime[ControllerContext]) -
 
 
 # -- the LLM proposer ---------------------------------------------------------------------------
-async def _ask_model(ctx: ControllerContext, prompt: str, n: int, **screening: Any
+async def _ask_model(ctx: ControllerContext, spec: WorkflowSpec, prompt: str, n: int, **screening: Any
                      ) -> tuple[list[Accepted], list[Rejected], dict[str, int]]:
     """Ask for n candidates; send rejected ones back with their reasons, at most ``max_proposal_retries`` times.
 
     A reply that cannot be used at all (an exception from the call, a parsing error, no ProposalSet)
-    is a failed attempt too, retried within the same bound and reported as "malformed output".
+    is a failed attempt too, retried within the same bound and reported: "malformed output", or the
+    endpoint's failure (rate limited, 5xx) when the call itself failed after the client's retries.
     """
-    model = ctx.build_chat_model().with_structured_output(ProposalSet, include_raw=True)
+    model = ctx.build_chat_model(spec).with_structured_output(ProposalSet, include_raw=True)
     messages: list[BaseMessage] = [HumanMessage(content=prompt)]
     accepted: list[Accepted] = []
     rejected: list[Rejected] = []
@@ -142,7 +144,8 @@ async def _ask_model(ctx: ControllerContext, prompt: str, n: int, **screening: A
         try:
             result = await model.ainvoke(messages)
         except Exception as exc:  # openai errors after the client's own retries, validation errors, ...
-            failure, reply = f"malformed output: {_clip(f'{type(exc).__name__}: {exc}', MAX_ERROR_CHARS)}", None
+            failure = model_failure(exc) or f"malformed output: {_clip(f'{type(exc).__name__}: {exc}', MAX_ERROR_CHARS)}"
+            reply = None
         else:
             raw = result.get("raw")
             for key in usage:

@@ -9,6 +9,13 @@ HTTP, retries, streaming, token usage, tool calls and structured output all go o
 
 Standard library only. Each request runs in its own daemon thread, so many requests can sleep
 their simulated latency at once (benchmarks measure concurrency with :meth:`max_concurrency`).
+
+A provider's throttling is simulated before the responder is asked: :meth:`throttle` answers 429
+(with ``Retry-After``) or 503 to the next N chat requests or for a while, and :meth:`limit_rate`
+refuses whatever exceeds a requests/s budget, as a provider's rate limit does::
+
+    server.throttle(429, requests=4, retry_after_s=0.05)   # the next 4 chat requests are refused
+    server.limit_rate(20, burst=2)                          # beyond 20 requests/s: 429 + Retry-After
 """
 
 from __future__ import annotations
@@ -107,6 +114,10 @@ class OpenAITestServer:
         self._max_in_flight = 0
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self.throttled: dict[int, int] = {}
+        """status -> chat requests refused by :meth:`throttle` / :meth:`limit_rate` (not in ``requests``)."""
+        self._outage: _Outage | None = None
+        self._bucket: _Bucket | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> OpenAITestServer:
@@ -150,6 +161,38 @@ class OpenAITestServer:
         with self._lock:
             return self._max_in_flight
 
+    # -- throttling ------------------------------------------------------------------------------
+    def throttle(self, status: int = 429, *, requests: int | None = None, seconds: float | None = None,
+                 retry_after_s: float | None = None) -> None:
+        """Answer ``status`` (429, 503, ...) to the next ``requests`` chat requests, or to every one for
+        ``seconds`` from now; ``retry_after_s`` is sent as ``Retry-After`` (seconds, fractions allowed)."""
+        if (requests is None) == (seconds is None):
+            raise ValueError("throttle() takes requests= or seconds=, one of them")
+        until = None if seconds is None else time.monotonic() + seconds
+        with self._lock:
+            self._outage = _Outage(status, requests, until, retry_after_s)
+
+    def limit_rate(self, requests_per_s: float | None, *, burst: int = 1) -> None:
+        """Refuse chat requests beyond ``requests_per_s`` (a token bucket holding ``burst``) with 429 and a
+        ``Retry-After`` of the wait for the next free slot; None lifts the limit."""
+        with self._lock:
+            self._bucket = None if requests_per_s is None else _Bucket(requests_per_s, burst)
+
+    def _refusal(self) -> tuple[int, float | None] | None:
+        """(status, Retry-After seconds) when this request is throttled, else None; counts it."""
+        with self._lock:
+            refusal = None
+            if self._outage is not None:
+                refusal = self._outage.take()
+                if self._outage.over():
+                    self._outage = None
+            if refusal is None and self._bucket is not None:
+                wait = self._bucket.take()
+                refusal = None if wait is None else (429, wait)
+            if refusal is not None:
+                self.throttled[refusal[0]] = self.throttled.get(refusal[0], 0) + 1
+            return refusal
+
     # -- request handling (called from handler threads) ----------------------------------------
     def _enter(self, body: dict) -> None:
         with self._lock:
@@ -178,6 +221,44 @@ class OpenAITestServer:
             if unknown:
                 raise ValueError(f"reply calls undeclared tools {unknown}; request declared {sorted(declared)}")
         return reply
+
+
+@dataclass
+class _Outage:
+    status: int
+    left: int | None  # requests still to refuse; None: refuse until ``until``
+    until: float | None
+    retry_after_s: float | None
+
+    def take(self) -> tuple[int, float | None] | None:
+        if self.left is not None:
+            if self.left <= 0:
+                return None
+            self.left -= 1
+        elif time.monotonic() >= self.until:
+            return None
+        return self.status, self.retry_after_s
+
+    def over(self) -> bool:
+        return self.left == 0 if self.left is not None else time.monotonic() >= self.until
+
+
+class _Bucket:
+    """A token bucket: ``rate`` tokens a second, at most ``burst`` saved up."""
+
+    def __init__(self, rate: float, burst: int):
+        self.rate, self.burst = rate, burst
+        self.tokens, self.at = float(burst), time.monotonic()
+
+    def take(self) -> float | None:
+        """None when a token was free (and is now spent), else the seconds until one is."""
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
+        self.at = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return None
+        return (1 - self.tokens) / self.rate
 
 
 # -- HTTP plumbing ---------------------------------------------------------------------------------
@@ -268,6 +349,13 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_error(400, "Missing required parameter: 'messages'.", "invalid_request_error", param="messages")
             return
         app = self.server.app
+        refusal = app._refusal()
+        if refusal is not None:
+            status, wait = refusal
+            headers = {} if wait is None else {"retry-after": f"{wait:.3f}"}
+            self._send_error(status, _DEFAULT_ERRORS.get(status, f"Simulated error {status}."), _error_type(status),
+                             headers=headers)
+            return
         app._enter(body)
         try:
             self._chat(app, body)

@@ -8,7 +8,8 @@ There are three ways in, and they all produce the same checked result:
   "don't touch prompts") and ignores the rest, and says in ``request.notes`` what it ignored.
 - ``check_draft(draft, specs)``: checks a ``RequestDraft`` (the model's structured output) against
   the spec, and returns the reasons for a rejection precisely enough for the model to fix them
-  on its retry.
+  on its retry. Given the person's text, every field the model left out that the deterministic
+  reader finds there is filled in (``fill_draft``), and the notes name those fields.
 - ``complete_request(data, spec)``: a structured request (a dict from the CLI or the SDK). Fields
   it leaves out come from the spec.
 
@@ -274,6 +275,12 @@ def check_draft(draft: RequestDraft, specs: Mapping[str, WorkflowSpec], *, workf
         if name is None:
             return UnknownWorkflow(known=_known(specs))
     spec = specs[name]
+    if text.strip():
+        draft, filled = fill_draft(draft, text, spec)
+        if filled:
+            said = ", ".join(f"{k}={v:g}" if isinstance(v, (int, float)) else f"{k}={v}" if isinstance(v, str)
+                             else f"{k} ({len(v)})" for k, v in filled.items())
+            notes.append(f"the model left these out; the deterministic reader filled them in from the text: {said}")
 
     metric = draft.metric or spec.objective.metric
     goal_fields = {"metric": metric, "direction": draft.direction or natural_direction(metric, spec),
@@ -716,23 +723,63 @@ def parse_request(text: str, specs: Mapping[str, WorkflowSpec], *, workflow: str
 
     if not text.strip():
         reader.notes.append("empty request: using the spec's defaults")
+    reading = _read(reader, spec)
+    goal = reading.goal
+    if goal is None:
+        goal = TuningGoal.from_objective(spec.objective)
+        goal.statistic = default_statistic(goal.metric)
+        reader.notes.append(f"no goal recognised; using the spec's objective: {goal.describe()}")
+    for clause in reader.leftovers():
+        reader.notes.append(f"not understood, ignored: {clause!r}")
+    guardrails, merge_notes = merge_guardrails(spec, reading.guardrails, goal.metric)
+    request = TuningRequest(workflow=spec.workflow, goal=goal, guardrails=guardrails, budget=reading.budget,
+                            scope=reading.scope, text=text, notes=[*reader.notes, *merge_notes])
+    return ParsedRequest(name=name, request=request)
+
+
+class _Reading(BaseModel):
+    """What the deterministic reader found in a sentence; ``goal`` is None when it recognised none."""
+
+    budget: Budget
+    scope: list[str]
+    guardrails: list[Guardrail]
+    goal: TuningGoal | None
+
+
+def _read(reader: _Reader, spec: WorkflowSpec) -> _Reading:
+    """Read budget, scope, guardrails and goal, in the order that keeps them apart; notes go to the reader."""
     first = len(reader.notes)
     budget = _read_budget(reader)  # numbers first, so "$2" or "6 candidates" never read as a target
     scope = _read_scope(reader, spec)
     extra = _read_guardrails(reader, spec)  # before the goal: "without losing accuracy" is no accuracy goal
     before_goal = len(reader.notes)
     goal = _read_goal(reader, spec)
-    if goal is None:
-        goal = TuningGoal.from_objective(spec.objective)
-        goal.statistic = default_statistic(goal.metric)
-        reader.notes.append(f"no goal recognised; using the spec's objective: {goal.describe()}")
     reader.notes[first:] = reader.notes[before_goal:] + reader.notes[first:before_goal]  # the goal's notes lead
-    for clause in reader.leftovers():
-        reader.notes.append(f"not understood, ignored: {clause!r}")
-    guardrails, merge_notes = merge_guardrails(spec, extra, goal.metric)
-    request = TuningRequest(workflow=spec.workflow, goal=goal, guardrails=guardrails, budget=budget, scope=scope,
-                            text=text, notes=[*reader.notes, *merge_notes])
-    return ParsedRequest(name=name, request=request)
+    return _Reading(budget=budget, scope=scope, guardrails=extra, goal=goal)
+
+
+def fill_draft(draft: RequestDraft, text: str, spec: WorkflowSpec) -> tuple[RequestDraft, dict[str, Any]]:
+    """The model's draft with every field it left out that the deterministic reader found in ``text``,
+    and the fields filled (name -> value). What the model did say is kept as it said it."""
+    reader = _Reader(text)
+    for _, span in find_workflows(text, [spec.workflow]):
+        reader.take(*span)
+    reading = _read(reader, spec)
+    fill: dict[str, Any] = {f: getattr(reading.budget, f) for f in reading.budget.given if getattr(draft, f) is None}
+    goal = reading.goal
+    if goal is not None and draft.metric in (None, goal.metric):
+        if draft.metric is None:
+            fill.update(metric=goal.metric, direction=draft.direction or goal.direction)
+        if draft.target_change is None and goal.target_change is not None:
+            fill["target_change"] = goal.target_change
+        if draft.statistic is None and goal.statistic != default_statistic(goal.metric):
+            fill["statistic"] = goal.statistic
+    if not draft.guardrails and reading.guardrails:
+        fill["guardrails"] = [GuardrailDraft.model_validate(g.model_dump(include=set(GuardrailDraft.model_fields)))
+                              for g in reading.guardrails]
+    if not draft.scope and not draft.exclude and reading.scope:
+        fill["scope"] = reading.scope
+    return draft.model_copy(update=fill), fill
 
 
 _NOT_A_WORKFLOW = {"my", "our", "the", "this", "that", "a", "an", "your", "its", "whole", "entire", "same", "other", "which", "what"}

@@ -100,3 +100,32 @@ def test_eval_table_names_an_evaluator_that_fails_on_some_rows(toy_spec, env):  
     result = invoke("eval", "--spec", str(toy_spec.path), "--no-record", "--limit", "4")
     assert result.exit_code == 0, result.output
     assert "words has no usable score on 1 of 4 rows; the first, row 'r02': evaluator cli_word_count.py:words raised" in " ".join(result.output.split())
+
+
+def test_eval_model_answers_graphtune_s_workflow_and_says_nothing_of_offline(env, monkeypatch):
+    from graphtune.testing.openai_server import OpenAITestServer
+
+    with OpenAITestServer(model="gpt-4.1-mini") as server:
+        monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
+        monkeypatch.setenv("OPENAI_API_KEY", "test")
+        result = invoke("eval", "--spec", "support_qa", "--no-record", "--limit", "3", "--model", "gpt-4.1-mini",
+                        "--rate-limit", "500")
+        served = len(server.requests)
+    assert result.exit_code == 0, result.output
+    assert served == 3 and "3/3 examples" in result.output and "0 errors" in result.output
+    assert "no LLM configured" not in result.output
+
+
+def test_eval_model_without_its_integration_is_one_clear_line(env, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "langchain_ollama", None)  # as if not installed
+    monkeypatch.setitem(sys.modules, "langchain_community.chat_models", None)
+    result = invoke("eval", "--spec", "support_qa", "--no-record", "--limit", "2", "--model", "ollama:llama3.1")
+    assert result.exit_code == 2 and "needs the langchain-ollama package" in result.output
+    assert "graphtune[ollama]" in result.output
+
+
+def test_eval_rate_limit_must_be_above_zero(toy_spec, env):  # noqa: F811
+    result = invoke("eval", "--spec", str(toy_spec.path), "--no-record", "--rate-limit", "0")
+    assert result.exit_code == 2 and "--rate-limit: expected model requests per second above 0" in result.output

@@ -134,3 +134,69 @@ def _with_model(args: list[str], db: str) -> subprocess.CompletedProcess:
     env.pop("GRAPHTUNE_TRACES_URL", None)
     return subprocess.run([sys.executable, "-m", "graphtune.cli", *args], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=240)
+
+
+# -- --model and --rate-limit (in process: a model can be scripted and an integration hidden) ----------
+
+def _tune_in_process(*args: str):
+    from typer.testing import CliRunner
+
+    from graphtune.cli import app
+
+    return CliRunner().invoke(app, ["tune", *args])
+
+
+@pytest.fixture
+def local_env(tmp_path, monkeypatch):
+    for name in ("GRAPHTUNE_MODEL", "OPENAI_BASE_URL", "GRAPHTUNE_TRACES_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("GRAPHTUNE_DATABASE_URL", f"sqlite:///{tmp_path}/graphtune.db")
+    monkeypatch.setenv("OPENAI_API_KEY", "test")
+
+
+def test_tune_model_is_the_controller_s_and_its_request_is_completed_by_the_reader(local_env, weak_toy_spec, monkeypatch):
+    from graphtune.testing.openai_server import OpenAITestServer, Reply
+
+    def responder(request):
+        name = request["response_format"]["json_schema"]["name"]
+        if name == "RequestDraft":
+            return Reply(json={"workflow": "toy"})  # the budget left out
+        return Reply(json={"candidates": [{"mutations": [{"path": "answer.quality", "value": "good"}], "rationale": "better answers"}]})
+
+    with OpenAITestServer(responder) as server:
+        monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
+        done = _tune_in_process("--spec", str(weak_toy_spec.path), "--no-input", "--model", "openai:test-model",
+                                "--rate-limit", "200", "improve toy accuracy; try 2 candidates, at most 1 round")
+        sent = [(r["model"], r["response_format"]["json_schema"]["name"]) for r in server.requests]
+    assert done.exit_code == 0, done.output
+    assert sent[:2] == [("test-model", "RequestDraft"), ("test-model", "ProposalSet")]
+    assert "no LLM configured" not in done.output
+    out = json.loads(done.output)
+    assert out["report"]["candidate"]["proposer"] == "llm" and out["report"]["candidate"]["rationale"] == "better answers"
+    request = _thread_values(out["thread_id"])["request"]
+    assert (request["budget"]["candidates"], request["budget"]["rounds"]) == (2, 1)
+    assert any("the deterministic reader filled them in from the text: candidates=2, rounds=1" in n for n in request["notes"])
+
+
+def _thread_values(thread_id: str) -> dict:
+    import asyncio
+
+    from graphtune.graphs.context import ControllerContext
+    from graphtune.graphs.local_controller import LocalController
+
+    return asyncio.run(LocalController(context=ControllerContext()).state(thread_id)).values
+
+
+def test_tune_model_without_its_integration_fails_naming_the_package(local_env, weak_toy_spec, monkeypatch):
+    monkeypatch.setitem(sys.modules, "langchain_anthropic", None)  # as if not installed
+    done = _tune_in_process("--spec", str(weak_toy_spec.path), "--no-input", "--model", "anthropic:claude-sonnet-4-5",
+                            "improve toy accuracy")
+    assert done.exit_code == 1
+    outcome = json.loads(done.output)["outcome"]
+    assert outcome["status"] == "failed" and "pip install 'graphtune[anthropic]'" in outcome["message"]
+
+
+@pytest.mark.parametrize("rate", ["0", "-2"])
+def test_tune_rate_limit_must_be_above_zero(local_env, weak_toy_spec, rate):
+    done = _tune_in_process("--spec", str(weak_toy_spec.path), "--no-input", "--rate-limit", rate, "improve toy accuracy")
+    assert done.exit_code == 2 and "--rate-limit: expected model requests per second above 0" in done.output

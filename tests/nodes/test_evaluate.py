@@ -81,3 +81,34 @@ def test_a_missing_spec_is_a_failed_result_naming_it(tmp_path):
                        stop_metric="contains", direction="maximize").model_dump(mode="json")
     update = asyncio.run(evaluate(payload, Runtime(context=ctx)))
     assert "nope.yaml" in update["evals"][config_hash({"a": 1})]["stop_reason"]
+
+
+def test_the_context_s_model_answers_graphtune_s_workflow_and_judges_it(tmp_path, monkeypatch):
+    """--model / context.model reaches every model use of the step: support_qa's answers and the judge."""
+    from graphtune.spec import load_spec
+    from graphtune.testing.openai_server import OpenAITestServer, Reply
+
+    for name in ("GRAPHTUNE_MODEL", "OPENAI_BASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    spec = load_spec("support_qa")
+    raw = yaml.safe_load(spec.path.read_text())
+    raw["evals"]["metrics"].append("judge")
+    raw["evals"]["datasets"][0]["path"] = str(spec.dataset_path())
+    raw["rate_limit"] = {"requests_per_s": 500, "max_retries": 2}
+    (tmp_path / "qa.yaml").write_text(yaml.safe_dump(raw))
+
+    def responder(request):
+        if "response_format" in request:
+            return Reply(json={"score": 1.0, "reason": "fine"})
+        return Reply(content="From the help center.")
+
+    with OpenAITestServer(responder, model="gpt-4.1-mini") as server:
+        ctx = context(tmp_path, model="gpt-4.1-mini", base_url=server.base_url, eval_limit=3, concurrency=3)
+        spec = load_spec(tmp_path / "qa.yaml")
+        update = asyncio.run(evaluate(task(spec, "baseline", spec.config), Runtime(context=ctx)))
+        answers = [r for r in server.requests if "response_format" not in r]
+        judged = [r for r in server.requests if "response_format" in r]
+    report = update["evals"][config_hash(spec.config)]
+    assert len(answers) == 3 and len(judged) == 3
+    assert [r["answer"] for r in report["results"]] == ["From the help center."] * 3
+    assert report["summary"]["judge"]["mean"] == 1.0

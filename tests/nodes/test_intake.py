@@ -256,6 +256,32 @@ def test_a_failing_model_call_falls_back_without_raising():
     assert not update.get("controller_usage")
 
 
+def test_fields_the_model_left_out_come_from_the_deterministic_reader_and_the_notes_say_so():
+    model = scripted(draft_call(workflow="support_qa", metric="latency_ms"))  # no budget, though the message gives one
+    update = run(say("support_qa is too slow: try 3 candidates, at most 1 round"), with_model(model))
+    request = request_of(update)
+    assert (request.budget.candidates, request.budget.rounds) == (3, 1)
+    assert request.goal.metric == "latency_ms"
+    filled = next(n for n in request.notes if "deterministic reader filled them in" in n)
+    assert "candidates=3" in filled and "rounds=1" in filled and "metric" not in filled
+    assert filled in reply_of(update)
+
+
+def test_what_the_model_did_say_wins_over_the_deterministic_reader():
+    model = scripted(draft_call(workflow="support_qa", metric="latency_ms", candidates=5))
+    request = request_of(run(say("support_qa is too slow: try 3 candidates, at most 1 round"), with_model(model)))
+    assert (request.budget.candidates, request.budget.rounds) == (5, 1)
+
+
+def test_a_model_whose_integration_is_not_installed_fails_the_run_naming_the_package(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "langchain_anthropic", None)  # as if not installed
+    update = run(say(EXAMPLE), ControllerContext(model="anthropic:claude-sonnet-4-5"))
+    assert update["request"] is None and update["outcome"]["status"] == "failed"
+    assert "langchain-anthropic" in reply_of(update) and "graphtune[anthropic]" in reply_of(update)
+
+
 def test_model_naming_an_unknown_workflow_stops_with_the_known_ones():
     update = run(say("billing_bot is slow"), with_model(scripted(draft_call(workflow="billing_bot", metric="latency_ms"))))
     assert update["request"] is None and update["outcome"]["status"] == "unknown_workflow"

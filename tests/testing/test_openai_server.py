@@ -245,3 +245,48 @@ def test_context_manager_stops_the_server():
     with pytest.raises(urllib.error.URLError):
         urllib.request.urlopen(f"{server.base_url}/models", timeout=2)
     server.stop()  # idempotent
+
+
+def test_throttle_refuses_the_next_requests_with_retry_after_then_serves(serve):
+    server = serve(scripted("fine"))
+    server.throttle(429, requests=2, retry_after_s=0.02)
+    client = openai.OpenAI(base_url=server.base_url, api_key="test", max_retries=0)
+    for _ in range(2):
+        with pytest.raises(openai.RateLimitError) as raised:
+            client.chat.completions.create(model="test-model", messages=[{"role": "user", "content": "hi"}])
+        assert raised.value.response.headers["retry-after"] == "0.020"
+    assert client.chat.completions.create(model="test-model", messages=[{"role": "user", "content": "hi"}]).choices[0].message.content == "fine"
+    assert server.throttled == {429: 2} and len(server.requests) == 1  # the responder saw only the served one
+
+
+def test_a_throttle_within_the_client_s_retries_is_ridden_out(serve):
+    server = serve(scripted("fine"))
+    server.throttle(503, requests=2, retry_after_s=0.01)
+    assert chat(server, max_retries=2).invoke("hi").content == "fine"
+    assert server.throttled == {503: 2}
+
+
+def test_a_throttle_for_a_while_refuses_every_request_meanwhile(serve):
+    server = serve()
+    server.throttle(503, seconds=600)
+    with pytest.raises(openai.InternalServerError):
+        chat(server).invoke("hi")
+    assert server.throttled == {503: 1}
+
+
+def test_limit_rate_refuses_what_exceeds_the_bucket_with_the_wait_for_the_next_slot(serve):
+    server = serve()
+    server.limit_rate(0.01, burst=1)  # one request now, the next in 100 s
+    client = openai.OpenAI(base_url=server.base_url, api_key="test", max_retries=0)
+    client.chat.completions.create(model="test-model", messages=[{"role": "user", "content": "hi"}])
+    with pytest.raises(openai.RateLimitError) as raised:
+        client.chat.completions.create(model="test-model", messages=[{"role": "user", "content": "hi"}])
+    assert 90 < float(raised.value.response.headers["retry-after"]) <= 100
+    server.limit_rate(None)
+    client.chat.completions.create(model="test-model", messages=[{"role": "user", "content": "hi"}])
+    assert server.throttled == {429: 1} and len(server.requests) == 2
+
+
+def test_throttle_takes_a_count_or_a_duration():
+    with pytest.raises(ValueError, match="requests= or seconds="):
+        OpenAITestServer().throttle(429)
