@@ -422,6 +422,7 @@ class TableRunner:
         stop_on: tuple[str, Literal["maximize", "minimize"]] | None = None,
         reference_name: str = "the baseline",
         should_stop: Callable[[dict[str, ExampleResult], int], str] | None = None,
+        on_start: Callable[[int], None] | None = None,
     ) -> EvalReport:
         spec = self.spec
         config = spec.config if config is None else config
@@ -430,6 +431,8 @@ class TableRunner:
         if dataset is not None and dataset.hash != table_dataset.hash:
             raise ValueError(f"dataset {dataset.name} ({dataset.hash[:12]}) is not the table's ({table_dataset.hash[:12]})")
         examples = (dataset or table_dataset).select(limit=limit)
+        if on_start:
+            on_start(len(examples))
         wanted = {e.id for e in examples}
         by_id = self.results_of(config, digest)
         served = self.served.setdefault(digest, set())
