@@ -13,6 +13,7 @@ from graphtune.cli.evals import register as register_evals
 from graphtune.cli.experiment import experiment_app
 from graphtune.cli.traces import forget_user, traces_app
 from graphtune.cli.tune import register as register_tune
+from graphtune.extras import MissingExtraError
 
 app = typer.Typer(help="graphtune: record, observe and tune LangGraph workflows.", no_args_is_help=True, add_completion=False)
 app.add_typer(traces_app, name="traces")
@@ -42,7 +43,10 @@ def demo(
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    except MissingExtraError as exc:  # any command, any depth: one line naming the extra to install
+        raise SystemExit(fail(str(exc)).exit_code) from None
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 console = Console(width=None if sys.stdout.isatty() else 140)  # logs and pipes get readable tables
 errors = Console(stderr=True, soft_wrap=True, highlight=False)  # one unwrapped line per error
@@ -28,8 +29,9 @@ def parse_duration(text: str) -> float:
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:
-    """Print one error line; the caller raises what this returns."""
-    errors.print(f"[red]error:[/red] {message}")
+    """Print one error line; the caller raises what this returns. The message is plain text: brackets
+    in it (``graphtune[postgres]``, a path) are printed, not read as rich markup."""
+    errors.print(f"[red]error:[/red] {escape(message)}")
     return typer.Exit(code)
 
 
