@@ -111,10 +111,12 @@ def run_demo(
     some 15 seconds of simulated traffic. A real deployment gives a smaller share and waits longer;
     the statistics stay valid however often it looks.
     """
+    from graphtune.graphs.support_qa.knowledge import knowledge_base
     from graphtune.graphs.support_qa.traffic import simulate_production
     from graphtune.llm import model_available
     from graphtune.tracing.recorder import TrajectoryRecorder
 
+    knowledge_base()  # without graphtune[examples] the demo stops here, naming the extra, before any traffic
     console = console or Console()
     started = time.perf_counter()
     url = db or fresh_demo_database()

@@ -35,6 +35,7 @@ from langgraph.checkpoint.serde.encrypted import EncryptedSerializer
 
 from graphtune.backends.configs import database_url_from_env
 from graphtune.backends.traces import path_from_url, scheme_of
+from graphtune.extras import needs_extra
 
 log = logging.getLogger("graphtune.checkpoints")
 
@@ -212,11 +213,12 @@ async def _postgres_checkpointer(url: str, serde) -> AsyncIterator[BaseCheckpoin
     database restarts. The schema is set up first on a connection of its own, so a database that
     cannot be reached fails here with libpq's reason instead of a pool timeout.
     """
-    from psycopg import AsyncConnection
-    from psycopg.rows import dict_row
-    from psycopg_pool import AsyncConnectionPool
+    with needs_extra("postgres", "PostgreSQL checkpoints"):
+        from psycopg import AsyncConnection
+        from psycopg.rows import dict_row
+        from psycopg_pool import AsyncConnectionPool
 
-    from graphtune.backends.postgres import libpq_url
+        from graphtune.backends.postgres import libpq_url
 
     saver_class = _postgres_saver_class()
     conninfo = libpq_url(url)
@@ -233,8 +235,9 @@ async def _postgres_checkpointer(url: str, serde) -> AsyncIterator[BaseCheckpoin
 
 def _postgres_saver_class():
     """AsyncPostgresSaver that sends the state's strings and numbers through the serializer too
-    (imported on use: psycopg is only needed for PostgreSQL URLs)."""
-    from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+    (imported on use: the ``postgres`` extra is only needed for PostgreSQL URLs)."""
+    with needs_extra("postgres", "PostgreSQL checkpoints"):
+        from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 
     class PrivatePostgresSaver(_Private, AsyncPostgresSaver):
         async def aput(self, config, checkpoint, metadata, new_versions):

@@ -24,6 +24,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, field_validator
 
 from graphtune.backends.traces import DEFAULT_DATABASE_URL, UnknownBackendError
+from graphtune.extras import needs_extra
 from graphtune.tuning.configs import canonical_json, config_hash
 
 ACCEPTED_SCHEMES = ("sqlite:///FILE", "postgresql://...")
@@ -498,7 +499,8 @@ def open_config_store(url: str | None = None) -> ConfigStore:
 
         return SqliteConfigStore(url)
     if scheme in ("postgresql", "postgres") or scheme.startswith("postgresql+"):
-        from graphtune.backends.config_postgres import PostgresConfigStore
+        with needs_extra("postgres", "a PostgreSQL config store"):
+            from graphtune.backends.config_postgres import PostgresConfigStore
 
         return PostgresConfigStore(url)
     if scheme == "jsonl":

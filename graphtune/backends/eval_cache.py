@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from graphtune.backends.traces import DEFAULT_DATABASE_URL, UnknownBackendError, path_from_url
+from graphtune.extras import needs_extra
 
 
 @dataclass(frozen=True)
@@ -86,9 +87,10 @@ class SqliteEvalCache(EvalCache):
 
 class PostgresEvalCache(EvalCache):
     def __init__(self, url: str):
-        import psycopg
+        with needs_extra("postgres", "a PostgreSQL eval cache"):
+            import psycopg
 
-        from graphtune.backends.postgres import libpq_url, migrate
+            from graphtune.backends.postgres import libpq_url, migrate
 
         self.url = url
         self._conn = psycopg.connect(libpq_url(url), autocommit=True, connect_timeout=15)

@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from graphtune.backends.langfuse_settings import langfuse_settings_from_env
+from graphtune.extras import needs_extra
 from graphtune.tracing.recorder import TrajectoryRecorder, default_recorder, run_tags
 
 
@@ -23,7 +24,8 @@ def langfuse_handler():
     """Langfuse's ``CallbackHandler`` (from the environment's ``LANGFUSE_*`` keys), or None without keys."""
     if langfuse_settings_from_env() is None:
         return None
-    from langfuse.langchain import CallbackHandler
+    with needs_extra("langfuse", "Langfuse's callback handler"):
+        from langfuse.langchain import CallbackHandler
 
     return CallbackHandler()
 

@@ -12,6 +12,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from graphtune.extras import needs_extra
 from graphtune.tracing.events import EventKind, NodeStats, TraceSummary, TrajectoryEvent
 
 DEFAULT_DATABASE_URL = "sqlite:///.graphtune/graphtune.db"
@@ -147,7 +148,8 @@ def open_trace_store(url: str | None = None) -> TraceStore:
 
         return SqliteTraceStore(url)
     if scheme in ("postgresql", "postgres") or scheme.startswith("postgresql+"):
-        from graphtune.backends.postgres import PostgresTraceStore
+        with needs_extra("postgres", "a PostgreSQL trace store"):
+            from graphtune.backends.postgres import PostgresTraceStore
 
         return PostgresTraceStore(url)
     if scheme in READ_ONLY_SCHEMES:

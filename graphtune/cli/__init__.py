@@ -15,6 +15,7 @@ from graphtune.cli.experiment import experiment_app
 from graphtune.cli.init import register as register_init
 from graphtune.cli.traces import forget_user, traces_app
 from graphtune.cli.tune import register as register_tune
+from graphtune.extras import MissingExtraError
 
 app = group("graphtune: record, observe and tune LangGraph workflows.")
 app.add_typer(traces_app, name="traces")
@@ -74,7 +75,10 @@ def demo(
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    except MissingExtraError as exc:  # any command, any depth: one line naming the extra to install
+        raise SystemExit(fail(str(exc)).exit_code) from None
 
 
 if __name__ == "__main__":

@@ -86,8 +86,9 @@ def parse_duration(text: str) -> float:
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:
-    """Print one error line; the caller raises what this returns."""
-    errors.print(f"[red]error:[/red] {escape(message)}")  # a message's own [brackets] are text, not markup
+    """Print one error line; the caller raises what this returns. The message is plain text: brackets
+    in it (``graphtune[postgres]``, a path) are printed, not read as rich markup."""
+    errors.print(f"[red]error:[/red] {escape(message)}")
     return typer.Exit(code)
 
 

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
+from graphtune.extras import needs_extra
+
 DATA_DIR = Path(__file__).resolve().parents[2] / "evals" / "data" / "support_qa"
 _WORD = re.compile(r"[a-z0-9]+(?:[-'][a-z0-9]+)*")
 
@@ -57,8 +59,9 @@ class KnowledgeBase:
     """BM25 over title + body (English stopwords, Snowball stemming)."""
 
     def __init__(self, articles: list[Article]):
-        import bm25s
-        import Stemmer
+        with needs_extra("examples", "the support_qa example's retrieval"):
+            import bm25s
+            import Stemmer
 
         self.articles = articles
         self.by_id = {a.id: a for a in articles}
