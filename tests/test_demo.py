@@ -137,21 +137,35 @@ def test_demo_without_the_live_phase_runs_the_offline_loop_end_to_end(db):
 
 
 def test_demo_runs_a_live_experiment_then_ramps_and_promotes(db, tmp_path):
-    """The live path, made certain: the request allows p95 latency up to 3x, so the candidates' timing
-    (noise on a busy machine) cannot veto the accuracy gain offline or on live traffic; and the race is off,
-    because which racer is cut at a rung depends on how far its peers got, so on a busy machine a seeded
-    search could present a candidate whose live error rate sits near the 5% guardrail and needs more looks."""
+    """The live path. The request allows p95 latency up to 3x, so timing noise on a busy machine cannot
+    veto the accuracy gain. Which candidate the seeded search presents still depends on the race (which
+    racer is cut at a rung depends on how far its peers got), and a candidate whose live error rate sits
+    near the 5% guardrail may need more looks than the demo takes: then the demo must say so and leave the
+    experiment running, never end with an empty outcome. Either way the experiment ran on live traffic."""
+    from graphtune.demo import LIVE_MAX_LOOKS
+
     result, out = _run_demo(db, request="support_qa gives wrong answers too often; improve accuracy "
-                                        "without increasing latency more than 200%", context={"race": False})
+                                        "without increasing latency more than 200%")
     outcome = result["outcome"]
-    assert outcome["status"] == "promoted", out
     candidate = result["candidate_id"]
     assert "3. The approval report" in out and "Waiting for approval" not in out  # the report, once, from the payload
     assert f"answers experiment for {candidate}" in out and "5. Live experiment" in out
-    # looks after every batch: the experiment decided, the approval showed the live evidence, the ramp held
     looks = result["looks"]
     stages = [look["stage"] for look in looks]
-    assert stages[0] == "experiment" and stages[-1] == "ramp" and stages == sorted(stages)  # experiment..., ramp...
+    assert stages[0] == "experiment" and stages == sorted(stages)  # experiment..., ramp...
+    with open_config_store(db) as store:
+        history = store.history("support_qa", limit=10)
+        split, active = store.split("support_qa"), store.active("support_qa")
+    if outcome["status"] == "experimenting":
+        stage = stages[-1]  # the experiment, or the ramp after an approval
+        assert stages.count(stage) == LIVE_MAX_LOOKS and {look["verdict"] for look in looks if look["stage"] == stage} == {"continue"}
+        assert "did not decide within" in out and "graphtune experiment check" in outcome["message"]
+        share = 0.25 if stage == "experiment" else 0.5
+        assert active.version == 1 and split is not None and sorted(split.weights.values()) == sorted([share, 1 - share])
+        return
+    assert outcome["status"] == "promoted", out
+    # looks after every batch: the experiment decided, the approval showed the live evidence, the ramp held
+    assert stages[-1] == "ramp"
     assert [look["verdict"] for look in looks if look["stage"] == "experiment"][-1] == "approval"
     assert looks[-1]["verdict"] == "promoted"
     candidate_version = outcome["version"]
@@ -163,9 +177,7 @@ def test_demo_runs_a_live_experiment_then_ramps_and_promotes(db, tmp_path):
     assert after["config_version"] == candidate_version and before["config_version"] == 1
     # 40 production questions are a small sample: the promoted config must not do worse on them
     assert after["correct"] >= before["correct"] and after["thumbs_down"] <= before["thumbs_down"]
-    with open_config_store(db) as store:
-        history = store.history("support_qa", limit=10)
-        assert store.split("support_qa") is None and store.active("support_qa").version == candidate_version
+    assert split is None and active.version == candidate_version
     promote, ramp, experiment = history[:3]
     assert (promote.action, promote.version, promote.from_version) == ("promote", candidate_version, 1)
     assert promote.reason == f"{candidate} did better on live users; ramp it up"
