@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 LOCK := requirements/dev.txt
 LOCK_FLAGS := --universal --python-version 3.11 --custom-compile-command "make lock" --quiet
 
-.PHONY: install lock demo test bench clean
+.PHONY: install lock demo test bench docs clean
 
 $(UV):
 	$(PYTHON) -m venv $(VENV)
@@ -38,5 +38,9 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/run_all.py
 
+# the documentation site (mkdocs.yml; home page README.md) into site/; a warning fails the build
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
+
 clean:
-	rm -rf $(VENV) .graphtune .pytest_cache .hypothesis
+	rm -rf $(VENV) site .graphtune .pytest_cache .hypothesis
