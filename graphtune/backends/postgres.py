@@ -42,9 +42,9 @@ from psycopg.types.json import set_json_loads
 from psycopg_pool import ConnectionPool
 
 from graphtune.backends.aggregate import StatsBuilder, bucket_of
-from graphtune.backends.sql_schema import COLUMN_LIST, COLUMNS, recent_traces_sql, row_to_event, where_clauses
+from graphtune.backends.sql_schema import COLUMN_LIST, COLUMNS, recent_runs_sql, recent_traces_sql, row_to_event, where_clauses
 from graphtune.backends.summaries import summarize_traces
-from graphtune.backends.traces import EventQuery, TraceStore
+from graphtune.backends.traces import EventQuery, RunQuery, TraceStore
 from graphtune.tracing.events import NEGATIVE_FEEDBACK_BELOW, RUN_NODE, NodeStats, TraceSummary, TrajectoryEvent
 
 SCHEMA_VERSION = 1
@@ -353,6 +353,10 @@ class PostgresTraceStore(TraceStore):
         if not trace_ids:
             return []
         return summarize_traces(self._select(["trace_id = ANY(%s)"], [trace_ids]), limit)
+
+    def recent_runs(self, query: RunQuery = RunQuery()) -> list[TrajectoryEvent]:
+        sql, params = recent_runs_sql(query, "%s")
+        return [row_to_event(r) for r in self._fetch(sql, params)]
 
     def aggregate(self, *, workflow=None, since=None, until=None, sources=("production",)) -> list[NodeStats]:
         """``stats_from_events`` semantics, from the rollup for whole minutes and raw rows at the edges.

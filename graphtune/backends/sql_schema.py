@@ -6,6 +6,7 @@ from typing import Any
 
 import orjson
 
+from graphtune.backends.traces import EventQuery
 from graphtune.tracing.events import EventKind, TrajectoryEvent
 
 SCHEMA_VERSION = 1
@@ -66,3 +67,18 @@ def where_clauses(query, placeholder: str) -> tuple[list[str], list]:
         where.append(f"time < {placeholder}")
         params.append(query.until)
     return where, params
+
+
+def recent_runs_sql(query, placeholder: str) -> tuple[str, list]:
+    """The newest ``run_end`` rows matching a ``RunQuery``, newest first: walks the time index
+    backwards and stops at ``limit``, so a page of runs costs the same on a table of any size."""
+    where, params = where_clauses(EventQuery(kinds=(EventKind.RUN_END,), workflow=query.workflow,
+                                             sources=(query.source,) if query.source else None,
+                                             since=query.since, until=query.until), placeholder)
+    if query.config_version is not None:
+        where.append(f"config_version = {placeholder}")
+        params.append(query.config_version)
+    if query.errors_only:
+        where.append("status = 'error'")
+    sql = f"SELECT {COLUMN_LIST} FROM graphtune_events WHERE {' AND '.join(where)} ORDER BY time DESC LIMIT {int(query.limit)}"
+    return sql, params

@@ -13,12 +13,14 @@ from graphtune.cli.evals import register as register_evals
 from graphtune.cli.experiment import experiment_app
 from graphtune.cli.traces import forget_user, traces_app
 from graphtune.cli.tune import register as register_tune
+from graphtune.cli.web import register as register_web
 
 app = typer.Typer(help="graphtune: record, observe and tune LangGraph workflows.", no_args_is_help=True, add_completion=False)
 app.add_typer(traces_app, name="traces")
 app.command("forget-user")(forget_user)
 register_evals(app)
 register_tune(app)
+register_web(app)
 app.add_typer(config_app, name="config")
 app.add_typer(experiment_app, name="experiment")
 

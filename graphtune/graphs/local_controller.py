@@ -93,6 +93,12 @@ class LocalController:
             raise LookupError(f"no tuning thread {thread_id!r} in {self.context.resolved_database_url()}")
         return _result(thread_id, snapshot)
 
+    async def history(self, thread_id: str, limit: int = 100) -> list[dict[str, Any]]:
+        """The thread's state at each of its latest ``limit`` checkpoints, newest first (the web view
+        reads a live experiment's looks from them)."""
+        async with self._graph() as graph:
+            return [dict(s.values) async for s in graph.aget_state_history(self._config(thread_id), limit=limit)]
+
     async def check_experiments(self) -> list[RunResult]:
         """One look at every live experiment: each thread parked at ``experiment_pending`` is resumed
         once; it parks again, or returns to approval with the evidence when the data decide."""
