@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test e2e bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+# Browser tests of the web view in Debian's chromium (apt-get install -y chromium); screenshots to docs/screenshots
+e2e: $(STAMP)
+	GRAPHTUNE_E2E=required GRAPHTUNE_SCREENSHOTS=docs/screenshots $(PY) -m pytest -q tests/e2e
 
 bench: $(STAMP)
 	$(PY) benchmarks/run_all.py

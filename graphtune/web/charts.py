@@ -33,7 +33,7 @@ def _svg(fig: Figure, title: str) -> str:
     text = re.sub(r"<metadata>.*?</metadata>", "", text, flags=re.S)  # RDF licence boilerplate
     prefix = re.sub(r"\W", "", title.lower())[:24] or "chart"
     text = re.sub(r'id="([^"]+)"', lambda m: f'id="{prefix}-{m.group(1)}"', text)
-    text = re.sub(r'(href|url\()(#)([^")]+)', lambda m: f"{m.group(1)}#{prefix}-{m.group(3)}", text)
+    text = re.sub(r'(href="|url\()#', lambda m: f"{m.group(1)}#{prefix}-", text)
     return text.replace("<svg ", f'<svg role="img" aria-label="{title}" class="chart" ', 1)
 
 
@@ -78,7 +78,7 @@ def example_outcomes(improved: int, regressed: int, unchanged: int, metric: str)
     ax.set_yticks([])
     ax.set_xlim(0, max(left, 1))
     ax.set_xlabel(f"examples, by change in {metric}")
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.9), ncol=3, frameon=False, fontsize=8)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.6), ncol=3, frameon=False, fontsize=8)
     _tidy(ax)
     return _svg(fig, "per-example wins and losses")
 

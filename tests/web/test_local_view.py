@@ -4,7 +4,6 @@ name from the form), and the promotion shows in the history page; the other page
 
 from __future__ import annotations
 
-import asyncio
 import re
 
 import pytest
@@ -12,31 +11,10 @@ from starlette.testclient import TestClient
 
 from graphtune.backends.configs import open_config_store
 from graphtune.graphs.access import AccessPolicy, TokenEntry
-from graphtune.graphs.context import ControllerContext
-from graphtune.graphs.local_controller import LocalController
 from graphtune.web.local import create_local_app
-from tests.graphs.conftest import weak_toy_spec  # noqa: F401  (fixture)
 
-REQUEST = "improve toy accuracy; try 2 candidates, at most 1 round"
 DANA = "dana-approver-token-0001"
 OLLY = "olly-operator-token-0001"
-
-
-@pytest.fixture
-def db(tmp_path, monkeypatch):
-    url = f"sqlite:///{tmp_path}/gt.db"
-    monkeypatch.setenv("GRAPHTUNE_DATABASE_URL", url)
-    for name in ("GRAPHTUNE_TRACES_URL", "GRAPHTUNE_MODEL"):
-        monkeypatch.delenv(name, raising=False)
-    return url
-
-
-@pytest.fixture
-def parked(db, weak_toy_spec):
-    controller = LocalController(context=ControllerContext(database_url=db, traces_url=db, batch_size=2, seed=2))
-    result = asyncio.run(controller.start(REQUEST, spec=str(weak_toy_spec.path)))
-    assert result.pending, result.outcome
-    return result.thread_id
 
 
 def tokens() -> AccessPolicy:
