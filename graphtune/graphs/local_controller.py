@@ -17,7 +17,7 @@ from typing import Any
 from langchain_core.messages import BaseMessage, HumanMessage
 from langgraph.types import Command
 
-from graphtune.backends.checkpoints import open_checkpointer
+from graphtune.backends.checkpoints import open_checkpointer, waiting_thread_ids
 from graphtune.graphs.context import ControllerContext
 from graphtune.graphs.controller import CONTROLLER, create_controller
 from graphtune.tracing.recorder import recorder_for
@@ -109,13 +109,7 @@ class LocalController:
         """Threads parked at approval or in a live experiment, newest first."""
         found: list[PendingThread] = []
         async with self._graph() as graph:
-            # collect first: the saver's connection serves one query at a time
-            threads: list[str] = []
-            async for checkpoint in graph.checkpointer.alist(None):
-                configurable = checkpoint.config["configurable"]
-                if configurable["thread_id"] not in threads and not configurable.get("checkpoint_ns"):
-                    threads.append(configurable["thread_id"])
-            for thread_id in threads:
+            for thread_id in await waiting_thread_ids(graph.checkpointer):
                 snapshot = await graph.aget_state(self._config(thread_id))
                 for payload in _interrupts(snapshot):
                     if isinstance(payload, dict) and payload.get("kind") in ("approval", "experiment_pending"):

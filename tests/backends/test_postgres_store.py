@@ -227,7 +227,7 @@ def test_newer_schema_version_is_refused_with_a_clear_error(pg_url):
     PostgresTraceStore(pg_url).close()
     with psycopg.connect(pg_url, autocommit=True) as conn:
         conn.execute("UPDATE graphtune_schema SET version = 99 WHERE component = 'traces'")
-    with pytest.raises(SchemaTooNewError, match=r"traces schema version 99 is newer than this graphtune supports \(1\)"):
+    with pytest.raises(SchemaTooNewError, match=r"traces schema version 99 is newer than this graphtune supports \(2\)"):
         PostgresTraceStore(pg_url)
 
 

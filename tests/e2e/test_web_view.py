@@ -85,7 +85,7 @@ def test_an_approver_approves_on_the_langgraph_server_page(browser, shots, token
     tour.goto(f"{url}/graphtune/traces?source=eval")
     tour.screenshot(path=str(shots / "traces.png"), full_page=True)
     tour.locator("main table a").first.click()
-    assert tour.locator("h2", has_text="Tree").is_visible()
+    tour.wait_for_selector("h2:has-text('Tree')")  # the click navigates: wait for the trace page
     tour.screenshot(path=str(shots / "trace.png"), full_page=True)
     tour.goto(f"{url}/graphtune/hotspots?window=1d")
     tour.screenshot(path=str(shots / "hotspots.png"), full_page=True)
