@@ -2,7 +2,7 @@
 
 The database (cached under .graphtune/bench/, filled once) holds a week of production runs of one
 workflow (20 nodes, ~8 events per run, 2% node errors, three config versions, some eval runs) and one
-real tuning thread of the bundled faq_latency benchmark workflow, parked at approval by the real
+real tuning thread of the ticket_triage benchmark workflow, parked at approval by the real
 controller. Every page is requested in this process through the Starlette app ``graphtune ui``
 serves (rendering and charts included, no network), several times, interleaved page by page; the
 figure is the median per page. The target: every page under 1 s on 2 cores.
@@ -25,7 +25,7 @@ CACHE = os.path.join(".graphtune", "bench", "web_pages.db")
 WORKFLOW = "support_qa"
 NODES = tuple(f"node_{i:02d}" for i in range(20))
 DAYS = 7
-SPEC = os.path.join(HERE, "workflows", "faq_latency", "graphtune.yaml")
+SPEC = os.path.join(HERE, "workflows", "ticket_triage", "graphtune.yaml")
 
 
 def fill(url: str, n: int, seed: int = 5) -> None:
@@ -83,7 +83,7 @@ def park_thread(url: str) -> str | None:
     waiting = asyncio.run(controller.pending())
     if waiting:
         return waiting[0].thread_id
-    result = asyncio.run(controller.start("make faq_latency faster without losing accuracy", spec=SPEC))
+    result = asyncio.run(controller.start("improve ticket_triage accuracy; at most 2 rounds", spec=SPEC))
     return result.thread_id if result.pending else None
 
 
@@ -113,10 +113,10 @@ def main() -> None:
     pages = {
         "approvals": "/graphtune/approvals",
         "approval_page": f"/graphtune/threads/{thread}" if thread else None,
-        "history": "/graphtune/history",
-        "hotspots_1h": "/graphtune/hotspots?window=1h",
-        "hotspots_24h": "/graphtune/hotspots?window=24h",
+        "hotspots_1h": f"/graphtune/hotspots?workflow={WORKFLOW}&window=1h",
+        "hotspots_24h": f"/graphtune/hotspots?workflow={WORKFLOW}&window=24h",
         "traces": "/graphtune/traces",
+        "history_all": "/graphtune/history",
         "traces_filtered": "/graphtune/traces?workflow=support_qa&version=2&source=production&errors=1&since_hours=100",
         "trace": f"/graphtune/traces/{first_trace}",
     }
