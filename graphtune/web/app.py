@@ -27,7 +27,8 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from graphtune.backends.traces import RunQuery
-from graphtune.graphs.access import APPROVER, AUTH_OFF
+from graphtune.graphs.access import APPROVER
+from graphtune.graphs.context import Caller
 from graphtune.web import approval as approval_view
 from graphtune.web import store_pages
 from graphtune.web.render import render
@@ -37,20 +38,7 @@ PREFIX = "/graphtune"
 DEFAULT_WINDOW = "1h"
 
 
-@dataclass(frozen=True)
-class Viewer:
-    """Who looks at a page, as the auth layer established it (never from a form)."""
-
-    identity: str
-    permissions: tuple[str, ...]
-
-    @property
-    def may_approve(self) -> bool:
-        return APPROVER in self.permissions
-
-    @property
-    def auth_off(self) -> bool:
-        return AUTH_OFF in self.permissions
+Viewer = Caller  # who looks at a page, as the auth layer established it (never from a form)
 
 
 @dataclass
@@ -95,7 +83,7 @@ def create_app(backend: Backend, *, middleware: list | None = None) -> Starlette
         viewer = backend.viewer_of(request)
         if not _same_origin(request):
             return HTMLResponse("refused: the form was posted from another site", status_code=403)
-        if not viewer.may_approve:
+        if not viewer.may(APPROVER):
             return await page(request, "missing.html", status=403,
                               what=f"{viewer.identity} may not answer approvals: that needs the approver role")
         form = {k: str(v) for k, v in (await request.form()).items()}
