@@ -11,8 +11,8 @@ from collections.abc import Sequence
 
 from graphtune.backends.aggregate import stats_from_events
 from graphtune.backends.summaries import summarize_traces
-from graphtune.backends.sql_schema import COLUMN_LIST, COLUMNS, SCHEMA_VERSION, event_to_row, recent_traces_sql, row_to_event, where_clauses
-from graphtune.backends.traces import EventQuery, TraceStore, iter_chunks, path_from_url
+from graphtune.backends.sql_schema import COLUMN_LIST, COLUMNS, RUN_INDEXES, SCHEMA_VERSION, event_to_row, recent_runs_sql, recent_traces_sql, row_to_event, where_clauses
+from graphtune.backends.traces import EventQuery, RunQuery, TraceStore, iter_chunks, path_from_url
 from graphtune.tracing.events import NodeStats, TraceSummary, TrajectoryEvent
 
 _MIGRATIONS = {
@@ -28,7 +28,8 @@ _MIGRATIONS = {
         "CREATE INDEX IF NOT EXISTS graphtune_events_workflow_time ON graphtune_events (workflow, time)",
         "CREATE INDEX IF NOT EXISTS graphtune_events_user ON graphtune_events (user_hash) WHERE user_hash IS NOT NULL",
         "CREATE TABLE IF NOT EXISTS graphtune_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
-    ]
+    ],
+    2: RUN_INDEXES,
 }
 _STATS_KINDS = ("node_end", "node_error", "run_end", "llm_usage", "feedback")
 
@@ -126,6 +127,12 @@ class SqliteTraceStore(TraceStore):
             return []
         events = self._select([f"trace_id IN ({', '.join('?' * len(trace_ids))})"], trace_ids)
         return summarize_traces(events, limit)
+
+    def recent_runs(self, query: RunQuery = RunQuery()) -> list[TrajectoryEvent]:
+        sql, params = recent_runs_sql(query, "?")
+        with self._lock:
+            rows = self._conn.execute(sql, params).fetchall()
+        return [row_to_event(r) for r in rows]
 
     def aggregate(self, *, workflow=None, since=None, until=None, sources=("production",)) -> list[NodeStats]:
         query = EventQuery(workflow=workflow, sources=sources, since=since, until=until)

@@ -58,6 +58,25 @@ class EventQuery:
         )
 
 
+@dataclass(frozen=True)
+class RunQuery:
+    """Which finished runs to list (the web view's trace browser); times are unix seconds."""
+
+    workflow: str | None = None
+    config_version: int | None = None
+    source: str | None = None
+    since: float | None = None
+    until: float | None = None
+    errors_only: bool = False
+    limit: int = 50
+
+    def matches(self, event: TrajectoryEvent) -> bool:
+        return (
+            (self.config_version is None or event.config_version == self.config_version)
+            and (not self.errors_only or event.status == "error")
+        )
+
+
 class TraceStore(ABC):
     """Where trajectory events live. One small protocol, several real implementations."""
 
@@ -80,6 +99,15 @@ class TraceStore(ABC):
         self, *, workflow: str | None = None, sources: tuple[str, ...] | None = None, since: float | None = None, limit: int = 20
     ) -> list[TraceSummary]:
         """The most recent traces, newest first."""
+
+    def recent_runs(self, query: RunQuery = RunQuery()) -> list[TrajectoryEvent]:
+        """The newest ``run_end`` events matching ``query``, newest first. SQL stores answer from an
+        index without reading older events; this default reads the window and sorts."""
+        events = self.read(EventQuery(kinds=(EventKind.RUN_END,), workflow=query.workflow,
+                                      sources=(query.source,) if query.source else None, since=query.since, until=query.until))
+        found = [e for e in events if query.matches(e)]
+        found.sort(key=lambda e: e.time, reverse=True)
+        return found[: query.limit]
 
     @abstractmethod
     def aggregate(

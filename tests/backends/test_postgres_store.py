@@ -11,7 +11,7 @@ import psycopg
 import pytest
 
 from graphtune.backends.aggregate import stats_from_events
-from graphtune.backends.postgres import PostgresTraceStore, SchemaTooNewError, minute_of
+from graphtune.backends.postgres import SCHEMA_VERSION, PostgresTraceStore, SchemaTooNewError, minute_of
 from graphtune.backends.traces import EventQuery
 from graphtune.tracing.events import EventKind, TrajectoryEvent
 
@@ -220,14 +220,14 @@ def test_stores_migrating_at_once_all_succeed(pg_url):
         t.join()
     assert outcomes == ["ok"] * 6
     with psycopg.connect(pg_url) as conn:
-        assert conn.execute("SELECT component, version FROM graphtune_schema").fetchall() == [("traces", 1)]
+        assert conn.execute("SELECT component, version FROM graphtune_schema").fetchall() == [("traces", SCHEMA_VERSION)]
 
 
 def test_newer_schema_version_is_refused_with_a_clear_error(pg_url):
     PostgresTraceStore(pg_url).close()
     with psycopg.connect(pg_url, autocommit=True) as conn:
         conn.execute("UPDATE graphtune_schema SET version = 99 WHERE component = 'traces'")
-    with pytest.raises(SchemaTooNewError, match=r"traces schema version 99 is newer than this graphtune supports \(1\)"):
+    with pytest.raises(SchemaTooNewError, match=rf"traces schema version 99 is newer than this graphtune supports \({SCHEMA_VERSION}\)"):
         PostgresTraceStore(pg_url)
 
 
