@@ -10,6 +10,7 @@ from typing import Annotated, Optional
 import typer
 
 from graphtune.cli.common import console, fail
+from graphtune.extras import needs_extra
 from graphtune.web.links import DEFAULT_HOST, DEFAULT_PORT, WEB_URL_ENV
 
 DbOpt = Annotated[Optional[str], typer.Option("--db", help="Database URL (sqlite:///FILE, postgresql://...). Default: GRAPHTUNE_DATABASE_URL or sqlite:///.graphtune/graphtune.db")]
@@ -21,11 +22,13 @@ def register(app: typer.Typer) -> None:
            host: Annotated[str, typer.Option(help="Address to listen on (localhost only by default).")] = DEFAULT_HOST,
            port: Annotated[int, typer.Option(help="Port; 0 picks a free one.")] = DEFAULT_PORT):
         """Serve the web view (approvals, experiments, history, hot spots, traces) on a local database."""
-        import uvicorn
-
         from graphtune.backends.configs import database_url_from_env
         from graphtune.graphs.access import AccessConfigError, load_policy
-        from graphtune.web.local import create_local_app
+
+        with needs_extra("web", "graphtune ui"):
+            import uvicorn
+
+            from graphtune.web.local import create_local_app
 
         url = db or database_url_from_env()
         try:
@@ -42,7 +45,8 @@ def register(app: typer.Typer) -> None:
                html: Annotated[Path, typer.Option("--html", help="Write the approval page, charts inline, to this file.")],
                db: DbOpt = None):
         """Write a tuning thread's approval report as one self-contained HTML file (for a review or a ticket)."""
-        from graphtune.web.export import export_report
+        with needs_extra("web", "graphtune report --html"):
+            from graphtune.web.export import export_report
 
         if db:
             os.environ["GRAPHTUNE_DATABASE_URL"] = db
