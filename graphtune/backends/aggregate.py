@@ -24,22 +24,14 @@ def bucket_value(bucket: int) -> float:
     return RATIO ** (bucket + 0.5)
 
 
-QUANTILES = (0.5, 0.95)  # what NodeStats reports: p50 and p95
-
-
-def quantile_ranks(n: int, q: float) -> tuple[int, int, float]:
-    """The two ranks (0-based) ``exact_quantile`` interpolates between among ``n`` sorted values, and the weight of the upper one."""
-    pos = (n - 1) * q
-    lo = math.floor(pos)
-    return lo, min(lo + 1, n - 1), pos - lo
-
-
 def exact_quantile(sorted_values: list[float], q: float) -> float | None:
     """Linear interpolation between closest ranks (numpy's default, PostgreSQL's percentile_cont)."""
     if not sorted_values:
         return None
-    lo, hi, weight = quantile_ranks(len(sorted_values), q)
-    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * weight
+    pos = (len(sorted_values) - 1) * q
+    lo = math.floor(pos)
+    hi = min(lo + 1, len(sorted_values) - 1)
+    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
 
 
 def histogram_quantile(hist: dict[int, int], q: float) -> float | None:
@@ -77,9 +69,6 @@ class NodeAccumulator:
     input_tokens: int = 0
     output_tokens: int = 0
     negative_feedback: int = 0
-    # Set instead of ``durations`` by a store that sorts in SQL: how many calls were timed, and p50/p95 exactly.
-    timed_in_store: int = 0
-    store_quantiles: tuple[float | None, float | None] | None = None
 
     def add(self, duration_ms: float | None, is_error: bool) -> None:
         self.count += 1
@@ -93,17 +82,15 @@ class NodeAccumulator:
             self.hist[int(bucket)] += int(n)
 
     def to_stats(self, workflow: str, node: str) -> NodeStats:
-        timed = len(self.durations) + sum(self.hist.values()) + self.timed_in_store
-        if self.store_quantiles is not None:
-            p50, p95 = self.store_quantiles
-        elif self.hist:
+        timed = len(self.durations) + sum(self.hist.values())
+        if self.hist:
             merged = dict(self.hist)
             for d in self.durations:
                 merged[bucket_of(d)] = merged.get(bucket_of(d), 0) + 1
-            p50, p95 = (histogram_quantile(merged, q) for q in QUANTILES)
+            p50, p95 = histogram_quantile(merged, 0.5), histogram_quantile(merged, 0.95)
         else:
             ordered = sorted(self.durations)
-            p50, p95 = (exact_quantile(ordered, q) for q in QUANTILES)
+            p50, p95 = exact_quantile(ordered, 0.5), exact_quantile(ordered, 0.95)
         return NodeStats(
             workflow=workflow,
             node=node,
