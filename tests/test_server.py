@@ -131,6 +131,8 @@ def test_the_approval_links_its_page_and_a_form_answer_with_auth_off_is_in_the_l
         assert payload["approval_page"] == page
         assert f"[{page}]({page})" in payload["action_requests"][0]["description"]  # on Agent Chat UI's card
         assert page in parked["messages"][-1]["content"]  # and in the chat message before it
+        shown = httpx.get(f"{url}/graphtune/threads/{thread_id}", timeout=60)
+        assert "Recorded as <strong>release-bot</strong> (auth is off)" in shown.text  # what the page says it will record
         answered = httpx.post(f"{url}/graphtune/threads/{thread_id}", data={"action": "approve", "comment": "from the page"},
                               headers={"Origin": url}, timeout=120, follow_redirects=True)
         assert answered.status_code == 200 and "promoted" in answered.text

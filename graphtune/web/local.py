@@ -1,13 +1,12 @@
 """``graphtune ui``: the web view on a local database, without a LangGraph server.
 
 The same token policy as the server (``graphtune.graphs.access``: ``GRAPHTUNE_AUTH``, token file)
-guards every page; with auth off (a laptop) the approver recorded is the OS user, as for
-``graphtune approve``. The controller runs in this process on the database's checkpoints.
+guards every page; with auth off (a laptop) the approver recorded is ``GRAPHTUNE_ACTOR`` or the OS
+user (``access.local_actor``), as for ``graphtune approve``. The controller runs in this process on the database's checkpoints.
 """
 
 from __future__ import annotations
 
-import getpass
 import os
 
 from starlette.applications import Starlette
@@ -22,13 +21,6 @@ from graphtune.web.app import Backend, Viewer, create_app
 from graphtune.web.threads import LocalThreads
 
 
-def os_user() -> str:
-    try:
-        return getpass.getuser()
-    except Exception:  # noqa: BLE001  (no login name in some containers)
-        return "unknown"
-
-
 class TokenBackend(AuthenticationBackend):
     """Starlette authentication by graphtune's access policy (bearer tokens, or auth off)."""
 
@@ -40,7 +32,7 @@ class TokenBackend(AuthenticationBackend):
             principal = self.policy.authenticate(conn.headers.get("authorization"))
         except access.AuthenticationError as error:
             raise AuthenticationError(str(error)) from None
-        identity = os_user() if self.policy.mode == "off" else principal.identity
+        identity = access.local_actor() if self.policy.mode == "off" else principal.identity
         return AuthCredentials(list(principal.permissions)), SimpleUser(identity)
 
 

@@ -12,7 +12,7 @@ from starlette.requests import Request
 
 from graphtune.backends.configs import database_url_from_env
 from graphtune.backends.traces import traces_url_from_env
-from graphtune.graphs.access import AUTH_OFF, LOCAL_IDENTITY, load_policy, served_policy
+from graphtune.graphs.access import AUTH_OFF, load_policy, local_actor, served_policy
 from graphtune.web.app import Backend, Viewer, create_app
 from graphtune.web.threads import ServerThreads
 
@@ -24,11 +24,13 @@ def viewer_of(request: Request) -> Viewer:
     routes passes requests through unauthenticated: then only a server with auth off shows pages."""
     user = request.scope.get("user")
     if user is not None and getattr(user, "is_authenticated", False):
-        scopes = getattr(request.scope.get("auth"), "scopes", []) or []
-        return Viewer(getattr(user, "identity", None) or user.display_name, tuple(scopes))
+        scopes = tuple(getattr(request.scope.get("auth"), "scopes", []) or [])
+        if AUTH_OFF in scopes:  # the identity proves nothing: answers are recorded in the local actor's name
+            return Viewer(local_actor(), scopes)
+        return Viewer(getattr(user, "identity", None) or user.display_name, scopes)
     policy = served_policy() or load_policy()
     if policy.mode == "off":
-        return Viewer(LOCAL_IDENTITY, ("operator", "approver", AUTH_OFF))
+        return Viewer(local_actor(), ("operator", "approver", AUTH_OFF))
     raise PermissionError("the web view needs the server's auth on its routes: set http.enable_custom_route_auth in langgraph.json")
 
 

@@ -47,6 +47,23 @@ def test_approval_page_shows_the_report_and_charts_and_the_answer_promotes(db, p
     assert "answer.quality" in history.text  # the diff of the promotion
 
 
+@pytest.mark.parametrize("configured", ["release-bot", None])
+def test_with_auth_off_a_form_answer_is_in_the_local_actors_name(db, parked, monkeypatch, configured):
+    import getpass
+
+    if configured:
+        monkeypatch.setenv("GRAPHTUNE_ACTOR", configured)
+    else:
+        monkeypatch.delenv("GRAPHTUNE_ACTOR", raising=False)
+    expected = configured or getpass.getuser()
+    client = TestClient(create_local_app(db, AccessPolicy("off", source="test")))
+    assert f"Recorded as <strong>{expected}</strong> (auth is off)" in client.get(f"/graphtune/threads/{parked}").text
+    done = client.post(f"/graphtune/threads/{parked}", data={"action": "reject", "comment": "not now"})
+    assert done.status_code == 200 and "rejected" in done.text
+    with open_config_store(db) as store:
+        assert store.history("toy")[0].actor == expected != "anonymous"
+
+
 def test_an_operator_reads_but_may_not_answer(db, parked):
     client = TestClient(create_local_app(db, tokens()))
     as_olly = {"Authorization": f"Bearer {OLLY}"}
