@@ -149,6 +149,19 @@ def test_recent_runs_lists_finished_runs_newest_first_under_filters(store):
     assert times(RunQuery(since=T0 + 3, until=T0 + 6)) == [5, 4, 3]
 
 
+def test_recent_runs_lists_the_slowest_finished_runs_first(store):
+    durations = [30.0, None, 90.0, 10.0, 90.0, 500.0, 60.0]
+    store.write([
+        ev(EventKind.RUN_END, T0 + i, trace=f"{i:032x}", name="qa", workflow="qa", duration_ms=d,
+           status="interrupted" if d == 500.0 else ("error" if i == 6 else "ok"))
+        for i, d in enumerate(durations)
+    ])
+    slowest = lambda q: [e.time - T0 for e in store.recent_runs(q)]  # noqa: E731
+    assert slowest(RunQuery(slowest=True)) == [2, 4, 6, 0, 3]  # no duration or interrupted: left out; ties: earlier first
+    assert slowest(RunQuery(slowest=True, limit=2, since=T0 + 3)) == [4, 6]
+    assert slowest(RunQuery(slowest=True, errors_only=True)) == [6]
+
+
 def test_prune_and_delete_user(store):
     store.write([
         ev(EventKind.NODE_END, T0, user_hash="x" * 32),
