@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 LOCK := requirements/dev.txt
 LOCK_FLAGS := --universal --python-version 3.11 --custom-compile-command "make lock" --quiet
 
-.PHONY: install lock demo test bench docs clean
+.PHONY: install lock demo test e2e bench docs clean
 
 $(UV):
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+# Browser tests of the web view in Debian's chromium (apt-get install -y chromium); screenshots to docs/screenshots
+e2e: $(STAMP)
+	GRAPHTUNE_E2E=required GRAPHTUNE_SCREENSHOTS=docs/screenshots $(PY) -m pytest -q tests/e2e
 
 bench: $(STAMP)
 	$(PY) benchmarks/run_all.py

@@ -12,7 +12,7 @@ import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-BENCHMARKS = ["recording_overhead", "ingest", "hotspots", "eval_concurrency", "rate_limits", "ab_stats", "tuning_efficiency", "tuning_suite", "cycle"]
+BENCHMARKS = ["recording_overhead", "ingest", "hotspots", "eval_concurrency", "rate_limits", "ab_stats", "tuning_efficiency", "tuning_suite", "cycle", "web_pages"]
 
 
 def main() -> int:

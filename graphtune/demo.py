@@ -34,6 +34,8 @@ from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 
+from graphtune.web.links import thread_url
+
 WORKFLOW = "support_qa"
 DEMO_DB = Path(".graphtune") / "demo.db"
 REQUEST = "support_qa gives wrong answers too often; improve accuracy without increasing latency more than 50%"
@@ -171,7 +173,8 @@ def run_demo(
                     console.print(f"Stopped at approval (--no-approve). The thread waits in the database; answer it with:\n"
                                   f"  [cyan]graphtune approve {run.thread_id} --reason \"...\"{flag}[/cyan]\n"
                                   f"  [cyan]graphtune experiment start {run.thread_id} --share 0.1{flag}[/cyan]\n"
-                                  f"  [cyan]graphtune reject {run.thread_id}{flag}[/cyan]")
+                                  f"  [cyan]graphtune reject {run.thread_id}{flag}[/cyan]\n"
+                                  f"or in the browser ([cyan]graphtune ui{flag}[/cyan]): {thread_url(run.thread_id)}")
                     result["outcome"] = None
                     return _finish(result, console, flag, started, run.thread_id, tune)
                 candidate = run.pending["candidate_id"]

@@ -1,7 +1,7 @@
 """Optional features and the extra that installs each.
 
 ``pip install graphtune`` records to JSONL/SQLite, tunes and evaluates. PostgreSQL, Langfuse's own
-callback handler, the LangGraph server and the bundled example's retrieval are extras
+callback handler, the LangGraph server, the web view and the bundled example's retrieval are extras
 (``pyproject.toml``, ``docs/install.md``); the packages graphtune itself imports from them are imported only where the feature is used, inside
 :func:`needs_extra`, so using one without its extra says which extra to install instead of a bare
 ``ModuleNotFoundError``.
@@ -17,6 +17,7 @@ EXTRA_MODULES: dict[str, tuple[str, ...]] = {
     "postgres": ("psycopg", "psycopg_pool", "psycopg_binary", "langgraph.checkpoint.postgres"),
     "langfuse": ("langfuse",),
     "examples": ("bm25s", "Stemmer"),
+    "web": ("jinja2", "matplotlib", "multipart", "python_multipart", "starlette", "uvicorn"),
 }
 
 

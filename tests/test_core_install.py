@@ -108,7 +108,7 @@ def test_the_core_venv_has_no_package_of_any_extra(core_venv):
 
 
 def test_every_core_module_imports_without_the_extras(core_venv):
-    """Only the PostgreSQL stores themselves need their extra; every other module imports on the core."""
+    """Only the PostgreSQL stores and the web view's pages need their extra; every other module imports on the core."""
     script = textwrap.dedent("""
         import importlib, json, pkgutil, graphtune
         failed = {}
@@ -122,7 +122,10 @@ def test_every_core_module_imports_without_the_extras(core_venv):
         print(json.dumps(failed))
     """)
     failed = json.loads(_run(core_venv / "bin" / "python", "-c", script, cwd=core_venv).stdout)
-    assert failed == {
+    web = {name: error for name, error in failed.items() if name.startswith("graphtune.web.")}
+    assert web and all(any(f"No module named '{m}'" in e for m in ("jinja2", "matplotlib", "starlette", "multipart"))
+                       for e in web.values()), web
+    assert {name: error for name, error in failed.items() if name not in web} == {
         "graphtune.backends.postgres": "ModuleNotFoundError: No module named 'psycopg'",
         "graphtune.backends.config_postgres": "ModuleNotFoundError: No module named 'psycopg'",
     }
@@ -150,6 +153,10 @@ def test_the_core_records_evaluates_and_tunes_from_the_cli(core_venv, work):
      "the support_qa example's retrieval needs the 'examples' extra (bm25s is not installed): pip install 'graphtune[examples]'"),
     (["demo", "--requests", "1"], {},
      "pip install 'graphtune[examples]'"),
+    (["ui", "--port", "0"], {},
+     "graphtune ui needs the 'web' extra"),
+    (["report", "tune-x", "--html", "out.html"], {},
+     "graphtune report --html needs the 'web' extra"),
 ])
 def test_a_feature_without_its_extra_says_which_extra_to_install(core_venv, work, args, env, message):
     done = graphtune(core_venv, work, *args, check=False, **env)

@@ -111,6 +111,36 @@ def test_a_chat_message_tunes_parks_at_approval_and_a_resume_promotes(server, we
         assert (store.history("toy")[0].actor, store.history("toy")[0].reason) == ("dana", "via the API")
 
 
+def test_the_approval_links_its_page_and_a_form_answer_with_auth_off_is_in_the_local_actors_name(tmp_path, weak_toy_spec):
+    import httpx
+    from langgraph_sdk import get_client
+
+    db = f"sqlite:///{tmp_path}/graphtune.db"
+    context = {"specs": {"toy": str(weak_toy_spec.path)}, "batch_size": 2, "seed": 2}
+    with serve(tmp_path, db, GRAPHTUNE_ACTOR="release-bot", GRAPHTUNE_WEB_URL="https://tune.example.com") as url:
+        async def park():
+            client = get_client(url=url, api_key=None)
+            thread = await client.threads.create()
+            parked = await client.runs.wait(thread["thread_id"], "controller", context=context, input={
+                "messages": [{"role": "user", "content": "improve toy accuracy; try 2 candidates, at most 1 round"}]})
+            return thread["thread_id"], parked
+
+        thread_id, parked = asyncio.run(park())
+        page = f"https://tune.example.com/graphtune/threads/{thread_id}"
+        payload = parked["__interrupt__"][0]["value"]
+        assert payload["approval_page"] == page
+        assert f"[{page}]({page})" in payload["action_requests"][0]["description"]  # on Agent Chat UI's card
+        assert page in parked["messages"][-1]["content"]  # and in the chat message before it
+        shown = httpx.get(f"{url}/graphtune/threads/{thread_id}", timeout=60)
+        assert "Recorded as <strong>release-bot</strong> (auth is off)" in shown.text  # what the page says it will record
+        answered = httpx.post(f"{url}/graphtune/threads/{thread_id}", data={"action": "approve", "comment": "from the page"},
+                              headers={"Origin": url}, timeout=120, follow_redirects=True)
+        assert answered.status_code == 200 and "promoted" in answered.text
+    with open_config_store(db) as store:
+        entry = store.history("toy")[0]
+        assert (entry.action, entry.actor, entry.reason) == ("promote", "release-bot", "from the page")  # never "anonymous"
+
+
 def test_an_approval_parked_on_the_server_survives_a_restart(tmp_path, pg_url, weak_toy_spec):
     """Checkpoints in PostgreSQL (langgraph.json's checkpointer): stop the server while the thread
     waits at approval, start a new one, resume there."""

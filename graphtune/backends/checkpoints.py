@@ -203,6 +203,25 @@ async def open_checkpointer(url: str | None = None) -> AsyncIterator[BaseCheckpo
             yield saver
 
 
+_WAITING_SQL = """SELECT c.thread_id FROM (
+    SELECT thread_id, max(checkpoint_id) AS last FROM checkpoints WHERE checkpoint_ns = '' GROUP BY thread_id) c
+WHERE EXISTS (SELECT 1 FROM {writes} w WHERE w.thread_id = c.thread_id AND w.checkpoint_ns = ''
+              AND w.checkpoint_id = c.last AND w.channel = '__interrupt__')
+ORDER BY c.last DESC"""
+
+
+async def waiting_thread_ids(saver: BaseCheckpointSaver) -> list[str]:
+    """Threads whose latest checkpoint holds an interrupt (a run parked at approval or in a live
+    experiment), newest first. Read from the savers' own tables without decrypting any checkpoint:
+    listing every checkpoint to find them costs seconds once a few threads have run."""
+    if hasattr(saver, "_cursor"):  # AsyncPostgresSaver
+        async with saver._cursor() as cursor:
+            await cursor.execute(_WAITING_SQL.format(writes="checkpoint_writes"))
+            return [row["thread_id"] for row in await cursor.fetchall()]
+    async with saver.lock, saver.conn.execute(_WAITING_SQL.format(writes="writes")) as cursor:
+        return [row[0] for row in await cursor.fetchall()]
+
+
 @asynccontextmanager
 async def _postgres_checkpointer(url: str, serde) -> AsyncIterator[BaseCheckpointSaver]:
     """The private ``AsyncPostgresSaver`` over a connection pool that checks each connection before lending it.

@@ -42,12 +42,12 @@ from psycopg.types.json import set_json_loads
 from psycopg_pool import ConnectionPool
 
 from graphtune.backends.aggregate import StatsBuilder, bucket_of
-from graphtune.backends.sql_schema import COLUMN_LIST, COLUMNS, recent_traces_sql, row_to_event, where_clauses
+from graphtune.backends.sql_schema import COLUMN_LIST, COLUMNS, RUN_INDEXES, recent_runs_sql, recent_traces_sql, row_to_event, where_clauses
 from graphtune.backends.summaries import summarize_traces
-from graphtune.backends.traces import EventQuery, TraceStore
+from graphtune.backends.traces import EventQuery, RunQuery, TraceStore
 from graphtune.tracing.events import NEGATIVE_FEEDBACK_BELOW, RUN_NODE, NodeStats, TraceSummary, TrajectoryEvent
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 # How long a connection attempt may take before the caller hears it failed (libpq's minimum is 2 s).
 CONNECT_TIMEOUT_S = 5
 T = TypeVar("T")
@@ -81,7 +81,8 @@ _MIGRATIONS = {
             FROM jsonb_each_text(b)
             $$""",
         "CREATE TABLE IF NOT EXISTS graphtune_meta (key text PRIMARY KEY, value text NOT NULL)",
-    ]
+    ],
+    2: RUN_INDEXES,
 }
 
 _ROLLUP_KINDS = frozenset(("node_end", "node_error", "run_end", "llm_usage"))
@@ -353,6 +354,10 @@ class PostgresTraceStore(TraceStore):
         if not trace_ids:
             return []
         return summarize_traces(self._select(["trace_id = ANY(%s)"], [trace_ids]), limit)
+
+    def recent_runs(self, query: RunQuery = RunQuery()) -> list[TrajectoryEvent]:
+        sql, params = recent_runs_sql(query, "%s")
+        return [row_to_event(r) for r in self._fetch(sql, params)]
 
     def aggregate(self, *, workflow=None, since=None, until=None, sources=("production",)) -> list[NodeStats]:
         """``stats_from_events`` semantics, from the rollup for whole minutes and raw rows at the edges.

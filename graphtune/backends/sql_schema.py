@@ -6,9 +6,16 @@ from typing import Any
 
 import orjson
 
+from graphtune.backends.traces import EventQuery
 from graphtune.tracing.events import EventKind, TrajectoryEvent
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# Finished runs by time, overall and per workflow: the trace browser's newest-first pages walk these
+# (partial: one row in ~8 events, so writes barely pay for them). Queries must say kind = 'run_end'.
+RUN_INDEXES = [
+    "CREATE INDEX IF NOT EXISTS graphtune_events_runs_time ON graphtune_events (time) WHERE kind = 'run_end'",
+    "CREATE INDEX IF NOT EXISTS graphtune_events_runs_workflow_time ON graphtune_events (workflow, time) WHERE kind = 'run_end'",
+]
 
 COLUMNS = (
     "event_id", "kind", "time", "trace_id", "span_id", "parent_span_id", "name", "node", "workflow",
@@ -66,3 +73,22 @@ def where_clauses(query, placeholder: str) -> tuple[list[str], list]:
         where.append(f"time < {placeholder}")
         params.append(query.until)
     return where, params
+
+
+def recent_runs_sql(query, placeholder: str) -> tuple[str, list]:
+    """The ``run_end`` rows matching a ``RunQuery``, newest first: walks the time index backwards and
+    stops at ``limit``, so a page of runs costs the same on a table of any size (``slowest``: longest first)."""
+    where, params = where_clauses(EventQuery(workflow=query.workflow, sources=(query.source,) if query.source else None,
+                                             since=query.since, until=query.until), placeholder)
+    where.append("kind = 'run_end'")  # a literal, so the partial RUN_INDEXES apply
+    if query.config_version is not None:
+        where.append(f"config_version = {placeholder}")
+        params.append(query.config_version)
+    if query.errors_only:
+        where.append("status = 'error'")
+    order = "time DESC"
+    if query.slowest:  # sorts the window's runs: a day of busy traffic is ~20k rows, sorted in ~10 ms
+        where += ["duration_ms IS NOT NULL", "(status IS NULL OR status <> 'interrupted')"]
+        order = "duration_ms DESC, time"
+    sql = f"SELECT {COLUMN_LIST} FROM graphtune_events WHERE {' AND '.join(where)} ORDER BY {order} LIMIT {int(query.limit)}"
+    return sql, params

@@ -6,13 +6,12 @@ import os
 import sqlite3
 import threading
 import time
-from collections import defaultdict
 from collections.abc import Sequence
 
-from graphtune.backends.aggregate import stats_from_events
+from graphtune.backends.sqlite_stats import node_stats
 from graphtune.backends.summaries import summarize_traces
-from graphtune.backends.sql_schema import COLUMN_LIST, COLUMNS, SCHEMA_VERSION, event_to_row, recent_traces_sql, row_to_event, where_clauses
-from graphtune.backends.traces import EventQuery, TraceStore, iter_chunks, path_from_url
+from graphtune.backends.sql_schema import COLUMN_LIST, COLUMNS, RUN_INDEXES, SCHEMA_VERSION, event_to_row, recent_runs_sql, recent_traces_sql, row_to_event, where_clauses
+from graphtune.backends.traces import EventQuery, RunQuery, TraceStore, path_from_url
 from graphtune.tracing.events import NodeStats, TraceSummary, TrajectoryEvent
 
 _MIGRATIONS = {
@@ -28,9 +27,9 @@ _MIGRATIONS = {
         "CREATE INDEX IF NOT EXISTS graphtune_events_workflow_time ON graphtune_events (workflow, time)",
         "CREATE INDEX IF NOT EXISTS graphtune_events_user ON graphtune_events (user_hash) WHERE user_hash IS NOT NULL",
         "CREATE TABLE IF NOT EXISTS graphtune_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
-    ]
+    ],
+    2: RUN_INDEXES,
 }
-_STATS_KINDS = ("node_end", "node_error", "run_end", "llm_usage", "feedback")
 
 
 def connect_sqlite(path: str) -> sqlite3.Connection:
@@ -127,25 +126,16 @@ class SqliteTraceStore(TraceStore):
         events = self._select([f"trace_id IN ({', '.join('?' * len(trace_ids))})"], trace_ids)
         return summarize_traces(events, limit)
 
-    def aggregate(self, *, workflow=None, since=None, until=None, sources=("production",)) -> list[NodeStats]:
-        query = EventQuery(workflow=workflow, sources=sources, since=since, until=until)
-        where, params = self._where(query)
-        where.append(f"kind IN ({', '.join('?' * len(_STATS_KINDS))})")
-        params.extend(_STATS_KINDS)
-        return stats_from_events(self._select(where, params), self._nodes_of_traces)
+    def recent_runs(self, query: RunQuery = RunQuery()) -> list[TrajectoryEvent]:
+        sql, params = recent_runs_sql(query, "?")
+        with self._lock:
+            rows = self._conn.execute(sql, params).fetchall()
+        return [row_to_event(r) for r in rows]
 
-    def _nodes_of_traces(self, trace_ids: list[str]) -> dict[str, set]:
-        found: dict[str, set] = defaultdict(set)
-        for chunk in iter_chunks(trace_ids, 500):
-            sql = (
-                "SELECT DISTINCT trace_id, coalesce(workflow, ''), name FROM graphtune_events WHERE kind IN ('node_end', 'node_error') "
-                f"AND trace_id IN ({', '.join('?' * len(chunk))})"
-            )
-            with self._lock:
-                rows = self._conn.execute(sql, list(chunk)).fetchall()
-            for trace_id, workflow, node in rows:
-                found[trace_id].update({(workflow, node), (workflow, "__run__")})
-        return found
+    def aggregate(self, *, workflow=None, since=None, until=None, sources=("production",)) -> list[NodeStats]:
+        where, params = self._where(EventQuery(workflow=workflow, sources=sources, since=since, until=until))
+        with self._lock:
+            return node_stats(self._conn, where, params)
 
     def _delete(self, where: str, params: tuple) -> int:
         with self._lock:

@@ -58,6 +58,36 @@ class EventQuery:
         )
 
 
+@dataclass(frozen=True)
+class RunQuery:
+    """Which finished runs to list (the web view's trace browser, hot-spot samples); times are unix seconds.
+
+    ``slowest``: longest first, among runs with a duration that were not interrupted, instead of newest first.
+    """
+
+    workflow: str | None = None
+    config_version: int | None = None
+    source: str | None = None
+    since: float | None = None
+    until: float | None = None
+    errors_only: bool = False
+    slowest: bool = False
+    limit: int = 50
+
+    def matches(self, event: TrajectoryEvent) -> bool:
+        return (
+            (self.config_version is None or event.config_version == self.config_version)
+            and (not self.errors_only or event.status == "error")
+            and (not self.slowest or (event.duration_ms is not None and event.status != "interrupted"))
+        )
+
+    def sort(self, events: list[TrajectoryEvent]) -> list[TrajectoryEvent]:
+        """In the query's order: newest first, or longest first (the earlier of equally long runs first)."""
+        if self.slowest:
+            return sorted(events, key=lambda e: (-e.duration_ms, e.time))
+        return sorted(events, key=lambda e: e.time, reverse=True)
+
+
 class TraceStore(ABC):
     """Where trajectory events live. One small protocol, several real implementations."""
 
@@ -80,6 +110,13 @@ class TraceStore(ABC):
         self, *, workflow: str | None = None, sources: tuple[str, ...] | None = None, since: float | None = None, limit: int = 20
     ) -> list[TraceSummary]:
         """The most recent traces, newest first."""
+
+    def recent_runs(self, query: RunQuery = RunQuery()) -> list[TrajectoryEvent]:
+        """The ``run_end`` events matching ``query``, newest (or slowest) first. SQL stores answer from
+        an index without reading older events; this default reads the window and sorts."""
+        events = self.read(EventQuery(kinds=(EventKind.RUN_END,), workflow=query.workflow,
+                                      sources=(query.source,) if query.source else None, since=query.since, until=query.until))
+        return query.sort([e for e in events if query.matches(e)])[: query.limit]
 
     @abstractmethod
     def aggregate(

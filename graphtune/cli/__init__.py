@@ -16,6 +16,7 @@ from graphtune.cli.init import register as register_init
 from graphtune.cli.traces import forget_user, traces_app
 from graphtune.cli.tune import register as register_tune
 from graphtune.extras import MissingExtraError
+from graphtune.cli.web import register as register_web
 
 app = group("graphtune: record, observe and tune LangGraph workflows.")
 app.add_typer(traces_app, name="traces")
@@ -23,6 +24,7 @@ app.command("forget-user")(forget_user)
 register_init(app)
 register_evals(app)
 register_tune(app)
+register_web(app)
 app.add_typer(config_app, name="config")
 app.add_typer(experiment_app, name="experiment")
 

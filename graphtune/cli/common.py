@@ -9,7 +9,6 @@ import re
 import sys
 from typing import Annotated, Any, Optional
 
-import click
 import typer
 from rich.console import Console
 from typer.core import TyperGroup
@@ -31,7 +30,7 @@ RateLimitOpt = Annotated[Optional[float], typer.Option("--rate-limit", help="Mod
 DEPRECATED_OPTIONS = {"--backend": "--db", "--actor": "--as", "--comment": "--reason"}
 
 
-def _renamed(command: click.Command, args: list[str]) -> list[str]:
+def _renamed(command, args: list[str]) -> list[str]:
     known = {name for param in command.params for name in param.opts}
     out: list[str] = []
     for position, token in enumerate(args):
@@ -49,9 +48,9 @@ def _renamed(command: click.Command, args: list[str]) -> list[str]:
 class Group(TyperGroup):
     """A command group whose commands also accept the deprecated option spellings."""
 
-    def resolve_command(self, ctx: click.Context, args: list[str]):
+    def resolve_command(self, ctx, args: list[str]):
         name, command, rest = super().resolve_command(ctx, args)
-        if command is not None and not isinstance(command, (click.Group, TyperGroup)):
+        if command is not None and not isinstance(command, TyperGroup):  # typer carries its own click
             rest = _renamed(command, rest)
         return name, command, rest
 

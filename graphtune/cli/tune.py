@@ -18,6 +18,7 @@ from graphtune.cli.progress import TuneProgress
 from graphtune.graphs.context import ControllerContext
 from graphtune.graphs.local_controller import LocalController, RunResult
 from graphtune.tuning.decision import Spent
+from graphtune.web.links import thread_url
 
 
 def _spec_ref(spec: str | None) -> str | None:
@@ -46,7 +47,8 @@ def _summary(result: RunResult) -> dict:
         out["experiment"] = live
     if pending:
         out.update(workflow=pending["workflow"], candidate_id=pending["candidate_id"], report=pending["report"],
-                   resume_with=f"graphtune approve {result.thread_id}  |  graphtune reject {result.thread_id}")
+                   resume_with=f"graphtune approve {result.thread_id}  |  graphtune reject {result.thread_id}",
+                   approval_page=thread_url(result.thread_id))
     if result.outcome:
         out["outcome"] = result.outcome
     decision = result.values.get("decision") or {}
@@ -70,7 +72,8 @@ def _ask(controller: LocalController, result: RunResult, person: str) -> RunResu
             console.print(f"[red]{result.pending['error']}[/red]")
         choice = typer.prompt("approve / reject / edit / later", default="later").strip().lower()
         if choice == "later":
-            console.print(f"Parked. Resume with: graphtune approve {result.thread_id}  (or reject)")
+            console.print(f"Parked. Resume with: graphtune approve {result.thread_id}  (or reject), "
+                          f"or open {thread_url(result.thread_id)}  (graphtune ui)")
             return result
         answer: dict[str, Any] = {"action": choice, "actor": person}
         if choice == "edit":

@@ -4,8 +4,8 @@ the answers it sends back.
 Agent Chat UI and Agent Inbox render an interrupt holding ``action_requests`` / ``review_configs``
 as a card: the action's ``name`` is its title, its ``description`` sits behind a toggle, and every
 ``args`` field is a text box for "Edit". So the title says what is asked in plain words (with the
-warning when the gain is not significant), the description is a short summary (the full report is
-already in the chat), and ``args`` holds only what a person may change: the mutations, as
+warning when the gain is not significant), the description is a short summary with the link to the
+approval page in the web view (the full report is already in the chat), and ``args`` holds only what a person may change: the mutations, as
 ``path: value`` lines. The UI sends edited fields back as strings; they are parsed here.
 
 Answers understood (``card_answer``): the current format ``{"decisions": [{"type": "approve" |
@@ -36,8 +36,9 @@ def card_title(report: ApprovalReport) -> str:
     return title + ("" if report.confident else " (⚠ gain not significant)")
 
 
-def card_summary(report: ApprovalReport, error: str | None = None) -> str:
-    """A few lines: the change, the headline metric with its interval, the guardrails, the warning."""
+def card_summary(report: ApprovalReport, error: str | None = None, page_url: str | None = None) -> str:
+    """A few lines: the change, the headline metric with its interval, the guardrails, the warning,
+    and the link to the approval page (charts, per-example wins and losses) when there is one."""
     lines = [f"**Your last answer was refused:** {error}", ""] if error else []
     change = "; ".join(f"`{m['path']}` → `{json.dumps(m['value'], ensure_ascii=False)}`" for m in report.candidate.get("mutations") or []) or "none"
     lines.append(f"**Change:** {change}")
@@ -48,6 +49,8 @@ def card_summary(report: ApprovalReport, error: str | None = None) -> str:
     lines.append(f"**Guardrails:** {guards or 'none'}")
     if not report.confident:
         lines.append("**⚠ Not significant:** the 95% interval of the change includes 0; approving may ship no real gain.")
+    if page_url:
+        lines.append(f"**Approval page** (charts, examples won and lost): [{page_url}]({page_url})")
     lines.append("The full report is in the chat above. Edit the mutations to try another value; "
                  "the edited candidate is evaluated and comes back here.")
     return "\n\n".join(lines)
@@ -59,11 +62,11 @@ def card_args(report: ApprovalReport) -> dict[str, str]:
     return {"mutations": yaml.safe_dump(mutations, sort_keys=False, allow_unicode=True, width=1000).strip()}
 
 
-def hitl_request(report: ApprovalReport, error: str | None = None) -> dict[str, list[dict]]:
+def hitl_request(report: ApprovalReport, error: str | None = None, page_url: str | None = None) -> dict[str, list[dict]]:
     """``action_requests`` and ``review_configs`` of the approval interrupt (LangChain's ``HITLRequest``)."""
     title = card_title(report)
     return {
-        "action_requests": [{"name": title, "description": card_summary(report, error), "args": card_args(report)}],
+        "action_requests": [{"name": title, "description": card_summary(report, error, page_url), "args": card_args(report)}],
         "review_configs": [{"action_name": title, "allowed_decisions": list(DECISIONS),
                             "args_schema": {"type": "object", "properties": {"mutations": {
                                 "type": "string", "description": MUTATIONS_HELP}}}}],

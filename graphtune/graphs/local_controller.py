@@ -17,7 +17,7 @@ from typing import Any
 from langchain_core.messages import BaseMessage, HumanMessage
 from langgraph.types import Command
 
-from graphtune.backends.checkpoints import open_checkpointer
+from graphtune.backends.checkpoints import open_checkpointer, waiting_thread_ids
 from graphtune.graphs.context import ControllerContext
 from graphtune.graphs.controller import CONTROLLER, create_controller
 from graphtune.tracing.recorder import recorder_for
@@ -94,6 +94,12 @@ class LocalController:
             raise LookupError(f"no tuning thread {thread_id!r} in {self.context.resolved_database_url()}")
         return _result(thread_id, snapshot)
 
+    async def history(self, thread_id: str, limit: int = 100) -> list[dict[str, Any]]:
+        """The thread's state at each of its latest ``limit`` checkpoints, newest first (the web view
+        reads a live experiment's looks from them)."""
+        async with self._graph() as graph:
+            return [dict(s.values) async for s in graph.aget_state_history(self._config(thread_id), limit=limit)]
+
     async def check_experiments(self) -> list[RunResult]:
         """One look at every live experiment: each thread parked at ``experiment_pending`` is resumed
         once; it parks again, or returns to approval with the evidence when the data decide."""
@@ -104,13 +110,7 @@ class LocalController:
         """Threads parked at approval or in a live experiment, newest first."""
         found: list[PendingThread] = []
         async with self._graph() as graph:
-            # collect first: the saver's connection serves one query at a time
-            threads: list[str] = []
-            async for checkpoint in graph.checkpointer.alist(None):
-                configurable = checkpoint.config["configurable"]
-                if configurable["thread_id"] not in threads and not configurable.get("checkpoint_ns"):
-                    threads.append(configurable["thread_id"])
-            for thread_id in threads:
+            for thread_id in await waiting_thread_ids(graph.checkpointer):
                 snapshot = await graph.aget_state(self._config(thread_id))
                 for payload in _interrupts(snapshot):
                     if isinstance(payload, dict) and payload.get("kind") in ("approval", "experiment_pending"):

@@ -31,6 +31,7 @@ from graphtune.tuning.decision import Decision
 from graphtune.tuning.mutations import Candidate, apply_mutations, check_candidate
 from graphtune.tuning.report import ApprovalReport, build_report, format_report
 from graphtune.tuning.request import TuningRequest
+from graphtune.web.links import thread_url
 
 ACTIONS = ("approve", "reject", "edit", "experiment")
 RESUME_HELP = ('resume with {"action": "approve" | "reject" | "edit" | "experiment", "actor": "<who>", "comment": "...", '
@@ -56,13 +57,14 @@ class ApprovalRequest(BaseModel):
     report: dict[str, Any]
     markdown: str
     error: str | None = None
+    approval_page: str | None = Field(None, description="The web view's page of this approval (GRAPHTUNE_WEB_URL), with charts")
     action_requests: list[dict[str, Any]] = Field(default_factory=list)
     review_configs: list[dict[str, Any]] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _hitl_request(self) -> ApprovalRequest:
         if not self.action_requests:
-            card = hitl_request(ApprovalReport.model_validate(self.report), self.error)
+            card = hitl_request(ApprovalReport.model_validate(self.report), self.error, self.approval_page)
             self.action_requests, self.review_configs = card["action_requests"], card["review_configs"]
         return self
 
@@ -111,19 +113,30 @@ def reported_candidate(state: ControllerState) -> str | None:
     return (state.get("decision") or {}).get("best_candidate_id")
 
 
+def approval_page() -> str | None:
+    """The web view's page of this run's thread (``graphtune.web.links``: where ``GRAPHTUNE_WEB_URL``
+    points, else ``graphtune ui``), the same link the CLI prints; None outside a thread."""
+    thread_id = current_thread_id()
+    return thread_url(thread_id) if thread_id else None
+
+
 def report(state: ControllerState, runtime: Runtime[ControllerContext]) -> dict:
     decision = Decision.model_validate(state["decision"])
     approval_report = build_report(state, decision, reported_candidate(state))
-    text = format_report(approval_report)
+    text = format_report(approval_report) + "\n\nWaiting for approval: approve, reject, or edit."
+    page = approval_page()
+    if page:
+        text += f" Or open the approval page, with charts: {page}"
     return {"report": approval_report.model_dump(mode="json"), "approval_error": None,
-            "messages": [AIMessage(text + "\n\nWaiting for approval: approve, reject, or edit.", name="report")]}
+            "messages": [AIMessage(text, name="report")]}
 
 
 async def approve(state: ControllerState, runtime: Runtime[ControllerContext]) -> Command:
     saved = state["report"]
     candidate_id = saved["candidate"]["id"]
     payload = ApprovalRequest(workflow=saved["workflow"], candidate_id=candidate_id, report=saved,
-                              markdown=format_report_dict(saved), error=state.get("approval_error"))
+                              markdown=format_report_dict(saved), error=state.get("approval_error"),
+                              approval_page=approval_page())
     answer = interrupt(payload.model_dump(mode="json"))
 
     ctx = runtime.context or ControllerContext()

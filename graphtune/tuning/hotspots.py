@@ -43,11 +43,12 @@ import re
 import time
 from collections import defaultdict
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, Field
 
-from graphtune.backends.traces import EventQuery, TraceStore
+from graphtune.backends.traces import EventQuery, RunQuery, TraceStore
 from graphtune.spec import ObserveSpec
 from graphtune.tracing.events import NEGATIVE_FEEDBACK_BELOW, RUN_NODE, EventKind, NodeStats, TrajectoryEvent
 
@@ -334,14 +335,29 @@ def _first_kind(hot_spots: list[HotSpot]) -> str:
     return "slowest"
 
 
+@dataclass
+class _Runs:
+    """The runs samples are picked from: the slowest finished ones, and the newest failed ones."""
+
+    slowest: list[TrajectoryEvent]
+    failed_newest: list[TrajectoryEvent]
+
+
+def _runs(store: TraceStore, obs: Observation, max_samples: int, **order) -> list[TrajectoryEvent]:
+    """The first runs of the scanned window in an order (``RunQuery``): one more than samples can take,
+    so an alternative to each taken one is among them."""
+    return store.recent_runs(RunQuery(workflow=obs.workflow, source=obs.source, since=_scan_since(obs), until=obs.until,
+                                      limit=max_samples + 1, **order))
+
+
 def _samples(store: TraceStore, obs: Observation, max_samples: int) -> list[TrajectorySample]:
-    runs = _read(store, obs, EventKind.RUN_END, obs.workflow)
+    runs = _Runs(slowest=_runs(store, obs, max_samples, slowest=True),
+                 failed_newest=_runs(store, obs, max_samples, errors_only=True))
     taken: set[str] = set()
     found: dict[str, tuple[str, str]] = {}  # kind -> (trace_id, why)
 
-    finished = [e for e in runs if e.duration_ms is not None and e.status != "interrupted"]
-    if finished:
-        slowest = max(finished, key=lambda e: e.duration_ms)
+    if runs.slowest:
+        slowest = runs.slowest[0]
         found["slowest"] = (slowest.trace_id, f"slowest run ({fmt_ms(slowest.duration_ms)})")
 
     errors = _read(store, obs, EventKind.NODE_ERROR, obs.workflow)
@@ -350,10 +366,8 @@ def _samples(store: TraceStore, obs: Observation, max_samples: int) -> list[Traj
         # the most recent failure in the highest-ranked hot spot; any node failure otherwise
         best = min(reversed(errors), key=lambda e: rank.get(e.name, len(rank)))
         found["failing"] = (best.trace_id, f"failed in {best.name}: {_error_text(best)}")
-    else:
-        failed_runs = [e for e in runs if e.status == "error"]
-        if failed_runs:
-            found["failing"] = (failed_runs[-1].trace_id, f"run failed: {_error_text(failed_runs[-1])}")
+    elif runs.failed_newest:
+        found["failing"] = (runs.failed_newest[0].trace_id, f"run failed: {_error_text(runs.failed_newest[0])}")
 
     order = ["slowest", "failing", "disliked"]
     first = _first_kind(obs.hot_spots)
@@ -378,20 +392,17 @@ def _samples(store: TraceStore, obs: Observation, max_samples: int) -> list[Traj
     return samples
 
 
-def _alternative(kind, runs, errors, taken, rank) -> tuple[str, str] | None:
+def _alternative(kind, runs: _Runs, errors, taken, rank) -> tuple[str, str] | None:
     """A different trace of the same kind when the first choice is already sampled."""
     if kind == "slowest":
-        rest = [e for e in runs if e.trace_id not in taken and e.duration_ms is not None and e.status != "interrupted"]
-        if rest:
-            e = max(rest, key=lambda e: e.duration_ms)
-            return e.trace_id, f"slowest other run ({fmt_ms(e.duration_ms)})"
-        return None
+        e = next((e for e in runs.slowest if e.trace_id not in taken), None)
+        return (e.trace_id, f"slowest other run ({fmt_ms(e.duration_ms)})") if e else None
     rest = [e for e in errors if e.trace_id not in taken]
     if rest:
         e = min(reversed(rest), key=lambda e: rank.get(e.name, len(rank)))
         return e.trace_id, f"failed in {e.name}: {_error_text(e)}"
-    failed = [e for e in runs if e.status == "error" and e.trace_id not in taken]
-    return (failed[-1].trace_id, f"run failed: {_error_text(failed[-1])}") if failed else None
+    e = next((e for e in runs.failed_newest if e.trace_id not in taken), None)
+    return (e.trace_id, f"run failed: {_error_text(e)}") if e else None
 
 
 def _disliked_sample(store: TraceStore, obs: Observation, taken: set[str]) -> TrajectorySample | None:

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from graphtune.backends.aggregate import exact_quantile
-from graphtune.backends.traces import EventQuery, open_trace_store
+from graphtune.backends.traces import EventQuery, RunQuery, open_trace_store
 from graphtune.tracing.events import EventKind, TrajectoryEvent
 
 
@@ -132,6 +132,34 @@ def test_traces_lists_newest_first(store):
     assert summaries[0].start >= summaries[1].start >= summaries[2].start
     first = summaries[0]
     assert first.workflow == "qa" and first.events > 1
+
+
+def test_recent_runs_lists_finished_runs_newest_first_under_filters(store):
+    store.write([
+        ev(EventKind.RUN_END, T0 + i, trace=f"{i:032x}", name="qa", workflow="qa" if i % 3 else "other",
+           config_version=1 + i % 2, source="eval" if i == 4 else "production", status="error" if i % 4 == 0 else "ok")
+        for i in range(12)
+    ] + [ev(EventKind.NODE_END, T0 + 20, trace="f" * 32, workflow="qa")])  # not a run
+    times = lambda q: [e.time - T0 for e in store.recent_runs(q)]  # noqa: E731
+    assert times(RunQuery()) == [11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0]
+    assert times(RunQuery(limit=3)) == [11, 10, 9]
+    assert times(RunQuery(workflow="qa")) == [11, 10, 8, 7, 5, 4, 2, 1]
+    assert times(RunQuery(workflow="qa", config_version=2, source="production")) == [11, 7, 5, 1]
+    assert times(RunQuery(errors_only=True)) == [8, 4, 0]
+    assert times(RunQuery(since=T0 + 3, until=T0 + 6)) == [5, 4, 3]
+
+
+def test_recent_runs_lists_the_slowest_finished_runs_first(store):
+    durations = [30.0, None, 90.0, 10.0, 90.0, 500.0, 60.0]
+    store.write([
+        ev(EventKind.RUN_END, T0 + i, trace=f"{i:032x}", name="qa", workflow="qa", duration_ms=d,
+           status="interrupted" if d == 500.0 else ("error" if i == 6 else "ok"))
+        for i, d in enumerate(durations)
+    ])
+    slowest = lambda q: [e.time - T0 for e in store.recent_runs(q)]  # noqa: E731
+    assert slowest(RunQuery(slowest=True)) == [2, 4, 6, 0, 3]  # no duration or interrupted: left out; ties: earlier first
+    assert slowest(RunQuery(slowest=True, limit=2, since=T0 + 3)) == [4, 6]
+    assert slowest(RunQuery(slowest=True, errors_only=True)) == [6]
 
 
 def test_prune_and_delete_user(store):

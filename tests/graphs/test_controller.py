@@ -40,9 +40,13 @@ def resume(db, thread_id, answer):
     return asyncio.run(controller(db).resume(thread_id, answer))
 
 
-def test_tunes_stops_at_approval_then_promotes_with_evidence(db, weak_toy_spec):
+def test_tunes_stops_at_approval_then_promotes_with_evidence(db, weak_toy_spec, monkeypatch):
+    monkeypatch.setenv("GRAPHTUNE_WEB_URL", "https://tune.example.com/")
     parked = start(db, weak_toy_spec)
     assert parked.pending, parked.values.get("outcome")
+    page = f"https://tune.example.com/graphtune/threads/{parked.thread_id}"  # the link the CLI prints
+    assert parked.pending["approval_page"] == page and page in parked.pending["action_requests"][0]["description"]
+    assert page in parked.values["messages"][-1].content
     report = parked.pending["report"]
     assert parked.pending["candidate_id"] == report["candidate"]["id"]
     assert {"path": "answer.quality", "value": "good"} in report["candidate"]["mutations"]

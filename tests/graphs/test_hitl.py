@@ -39,6 +39,13 @@ def test_a_gain_whose_interval_includes_zero_is_flagged_in_the_title_and_summary
     assert "95% CI -0.020…+0.150" in action["description"]
 
 
+def test_the_summary_links_the_approval_page_when_there_is_one():
+    page = "https://tune.example.com/graphtune/threads/t-1"
+    (action,) = hitl_request(report(), page_url=page)["action_requests"]
+    assert f"[{page}]({page})" in action["description"]
+    assert "Approval page" not in hitl_request(report())["action_requests"][0]["description"]
+
+
 def test_a_refused_answer_leads_the_summary():
     (action,) = hitl_request(report(), error="mutations: cannot read the text")["action_requests"]
     assert action["description"].startswith("**Your last answer was refused:** mutations: cannot read the text")

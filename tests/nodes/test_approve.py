@@ -33,6 +33,14 @@ def test_the_payload_carries_a_response_schema_and_a_human_in_the_loop_request()
     assert payload(error="no such path")["action_requests"][0]["description"].startswith("**Your last answer was refused:** no such path")
 
 
+def test_the_payload_links_the_approval_page_in_the_card():
+    page = "https://tune.example.com/graphtune/threads/t-1"
+    sent = ApprovalRequest(workflow="support_qa", candidate_id="c2", report=REPORT, markdown="# report",
+                           approval_page=page).model_dump(mode="json")
+    assert sent["approval_page"] == page
+    assert f"[{page}]({page})" in sent["action_requests"][0]["description"]
+
+
 def test_with_nobody_authenticated_the_answer_is_in_the_local_users_name(monkeypatch):
     monkeypatch.delenv("GRAPHTUNE_ACTOR", raising=False)
     assert parse_approval("approve").actor == getpass.getuser() != "anonymous"
