@@ -5,15 +5,14 @@ from __future__ import annotations
 import asyncio
 import os
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
-from graphtune.cli.common import console, fail
+from graphtune.cli.common import DbOpt, JsonOpt, console, fail, print_json
 from graphtune.extras import needs_extra
 from graphtune.web.links import DEFAULT_HOST, DEFAULT_PORT, WEB_URL_ENV
 
-DbOpt = Annotated[Optional[str], typer.Option("--db", help="Database URL (sqlite:///FILE, postgresql://...). Default: GRAPHTUNE_DATABASE_URL or sqlite:///.graphtune/graphtune.db")]
 
 
 def register(app: typer.Typer) -> None:
@@ -43,7 +42,7 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def report(thread: Annotated[str, typer.Argument(help="The tuning thread id.")],
                html: Annotated[Path, typer.Option("--html", help="Write the approval page, charts inline, to this file.")],
-               db: DbOpt = None):
+               db: DbOpt = None, as_json: JsonOpt = False):
         """Write a tuning thread's approval report as one self-contained HTML file (for a review or a ticket)."""
         with needs_extra("web", "graphtune report --html"):
             from graphtune.web.export import export_report
@@ -55,4 +54,7 @@ def register(app: typer.Typer) -> None:
         except LookupError as error:
             raise fail(str(error)) from None
         html.write_text(text, encoding="utf-8")
-        console.print(f"wrote {html} ({len(text) // 1024} KiB, no external assets)")
+        if as_json:
+            print_json({"thread_id": thread, "html": str(html), "bytes": len(text.encode("utf-8"))})
+        else:
+            console.print(f"wrote {html} ({len(text) // 1024} KiB, no external assets)")

@@ -17,7 +17,8 @@ from graphtune.cli import app
 from graphtune.tracing.events import EventKind, TrajectoryEvent
 
 # Commands whose output is itself the data (a spec's YAML, dataset rows as JSONL) or that run a long loop.
-NO_JSON = {"config export", "evals from-traces", "traces show"}
+NO_JSON = {"config export", "evals from-traces", "traces show",  # their output is the data itself
+           "ui"}  # a server: it prints only its address
 
 
 def leaf_commands() -> dict[str, click.Command]:
