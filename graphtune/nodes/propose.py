@@ -184,7 +184,7 @@ async def _search(space: SearchSpace, request: TuningRequest, ctx: ControllerCon
     if n <= 0:
         return []
     history = [SearchObservation(config=t.config, score=t.value if t.value is not None else math.nan,
-                                 feasible=t.good, violation=t.violation)
+                                 feasible=t.good, violation=t.violation, clear=t.clear)
                for t in [base_tried, *tried] if t.evaluated]
     # The search only knows evaluated configs: ask for enough extra to drop those it cannot know about.
     evaluated = {t.config_hash for t in [base_tried, *tried] if t.evaluated}

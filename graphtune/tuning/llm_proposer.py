@@ -24,7 +24,7 @@ from pydantic import BaseModel, Field
 from graphtune.evals.runner import EvalReport
 from graphtune.spec import Guardrail
 from graphtune.tuning.configs import config_hash, get_path, has_path
-from graphtune.tuning.decision import feasible, format_number, guardrail_checks, objective_value, violation
+from graphtune.tuning.decision import feasible, format_number, guardrail_checks, metric_row, objective_value, violation
 from graphtune.tuning.hotspots import Observation, format_observation
 from graphtune.tuning.mutations import Candidate, Mutation, apply_mutations, check_candidate
 from graphtune.tuning.request import TuningGoal
@@ -72,6 +72,7 @@ class TriedConfig(BaseModel):
     feasible: bool | None = Field(None, description="tuning.decision.feasible vs the baseline (False when stopped early); None without a baseline report")
     broken: list[str] = Field(default_factory=list, description="Guardrails it broke, described")
     violation: float = Field(0.0, description="How far past their limits the broken guardrails are (tuning.decision.violation)")
+    clear: bool = Field(False, description="Its goal is better than the baseline's with 95% confidence (paired)")
     stop_reason: str | None = Field(None, description="Why its eval stopped early; None when it ran to the end")
     metrics: dict[str, float] = Field(default_factory=dict, description="Guardrail statistics, e.g. 'p95 latency_ms'")
 
@@ -101,6 +102,8 @@ def tried_config(record: dict | BaseModel, report: EvalReport | None, baseline_r
         tried.feasible = feasible(report, baseline_report, guardrails)
         tried.broken = [f"{c.guardrail} ({c.detail})" for c in checks if c.passed is False]
         tried.violation = violation(checks)
+        row = metric_row(report, baseline_report, goal.metric, goal.statistic, higher_is_better=goal.direction == "maximize")
+        tried.clear = row.better is True
     return tried
 
 

@@ -71,6 +71,8 @@ class Observation(BaseModel):
     score: float = Field(description="The objective value measured for it (mean of the objective metric)")
     feasible: bool = Field(True, description="False when it broke a guardrail: the search treats it as bad")
     violation: float = Field(0.0, ge=0, description="How far past their limits its guardrails are (0: none broken)")
+    clear: bool = Field(True, description="Its score beats the baseline's beyond noise (paired 95% interval): only "
+                                          "such a config becomes the local start's centre")
 
 
 @dataclass(frozen=True)
@@ -186,8 +188,11 @@ class SearchProposer:
         good = [o for o in history if o.feasible and math.isfinite(o.score) and isinstance(o.config, dict)]
         sign = 1.0 if self.direction == "maximize" else -1.0
         broken = [o for o in history if not o.feasible and o.violation > 0 and isinstance(o.config, dict)]
-        if good:
-            best, lost = max(good, key=lambda o: sign * o.score).config, False
+        clear = [o for o in good if o.clear]
+        if clear:  # a score that beats the baseline only within noise does not move the centre
+            best, lost = max(clear, key=lambda o: sign * o.score).config, False
+        elif good:
+            best, lost = base_config, False
         elif broken:  # nothing feasible yet: start from the config that breaks its guardrails least
             best, lost = min(broken, key=lambda o: o.violation).config, True
         else:
@@ -197,12 +202,13 @@ class SearchProposer:
         where = "the baseline" if from_baseline else "the best config so far"
         if lost:
             where += " (every result so far breaks a guardrail: moving several tunables far, toward feasibility)"
-        elif from_baseline and len(history) > 2:  # neighbours of the baseline have not beaten it: look further out
-            lost = True
-            where += " (no neighbour tried so far beats it: moving several tunables far)"
         candidates: list[Candidate] = []
         # configs moved from ``best`` already: a tunable moved before is drawn less, so a batch covers more of them
         batch = [o.config for o in history if isinstance(o.config, dict)]
+        if not lost and from_baseline and all(any(not _same(get_path(c, p.path, None), get_path(best, p.path, None)) for c in batch)
+                                              for p in self.params):
+            lost = True  # every tunable was moved from the baseline and none clearly beat it: look further out
+            where += " (no neighbour tried so far clearly beats it: moving several tunables far)"
         no_feasible = not good and (lost or not [o for o in history if o.feasible])
         for config, why in self._directed(best, moves_from, rng) if moves_from and (no_feasible or lost) else []:
             if len(candidates) == n:

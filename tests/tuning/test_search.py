@@ -282,3 +282,40 @@ def test_broken_configs_warm_start_tpe_in_order_of_how_far_they_break():
     proposer._warm_start(study, history)
     values = {t.params["t"]: t.value for t in study.trials}
     assert values[90] > values[50] > values[10]
+
+
+def _four_tunables():
+    space = SearchSpace.model_validate({"tunables": {
+        "top_k": {"type": "int", "low": 1, "high": 20},
+        "rewrite": {"type": "bool"},
+        "rerank": {"type": "bool"},
+        "model": {"type": "choice", "values": ["small", "large"]}}})
+    return space, {"top_k": 2, "rewrite": False, "rerank": False, "model": "small"}
+
+
+def test_a_gain_within_noise_does_not_move_the_local_start_a_clear_one_does():
+    """A neighbour 0.002 better than the baseline inside its interval is noise: moving the centre there
+    sends the whole start phase around it (support_qa: rerank at +0.002, while rewrite alone was the answer)."""
+    space, base = _four_tunables()
+    noisy = dict(base, rerank=True)
+    proposer = SearchProposer(space, direction="maximize", seed=3, n_startup_trials=10)
+    for clear, centre in ((False, "the baseline"), (True, "the best config so far")):
+        history = [Observation(config=base, score=0.608, clear=False), Observation(config=noisy, score=0.610, clear=clear)]
+        candidates = proposer.propose(base, history, 3)
+        assert candidates and all(f"moved from {centre}" in c.rationale for c in candidates), [c.rationale for c in candidates]
+        kept = [apply_mutations(base, c.mutations)["rerank"] for c in candidates]
+        assert all(kept) if clear else not all(kept)
+
+
+def test_far_moves_from_the_baseline_only_after_every_tunable_was_moved_once():
+    space, base = _four_tunables()
+    proposer = SearchProposer(space, direction="maximize", seed=3, n_startup_trials=20)
+    history = [Observation(config=base, score=0.6, clear=False),
+               Observation(config=dict(base, rerank=True), score=0.59, clear=False),
+               Observation(config=dict(base, top_k=8), score=0.58, clear=False)]
+    candidates = proposer.propose(base, history, 2)
+    assert candidates and not any("far" in c.rationale for c in candidates)  # rewrite and model not moved yet
+    history += [Observation(config=dict(base, rewrite=True), score=0.6, clear=False),
+                Observation(config=dict(base, model="large"), score=0.55, clear=False)]
+    candidates = proposer.propose(base, history, 2)
+    assert candidates and all("moving several tunables far" in c.rationale for c in candidates)
