@@ -421,6 +421,11 @@ _METRIC_WORDS = [
     (re.compile(r"tokens?|token\s+usage"), "total_tokens"),
 ]
 _METRIC_WORD = r"(?P<what>(?:answer\s+)?(?:accuracy|quality|answers?|correctness)|latency|speed|response\s+times?|costs?|spend|errors?|error\s+rate|reliability|tokens?|token\s+usage)\b"
+# "keep p95 latency under 3 s", "latency below 300 ms": an absolute limit, in ms
+_LATENCY_LIMIT = re.compile(
+    r"\b(?:(?:keep|keeping|hold|holding)\s+)?(?:the\s+|our\s+)?(?:(?P<stat>p95|p50|median|mean|average)\s+)?(?:latency|response\s+times?)\s+"
+    rf"(?:under|below|within|at\s+most|less\s+than|<=?)\s+{_NUM}\s*(?P<unit>ms|milliseconds?|s|secs?|seconds?)\b")
+_STAT_NAMES = {"p95": "p95", "p50": "p50", "median": "p50", "mean": "mean", "average": "mean"}
 _GUARD_RULES = [
     re.compile(r"\b(?:without|with\s+no|no)\s+(?:losing|hurting|sacrificing|reducing|lowering|dropping|harming|degrading|worsening|increasing|raising)\s+"
                rf"(?:the\s+|our\s+|any\s+)?{_METRIC_WORD}\s+(?:by\s+)?more\s+than\s+{_NUM}\s*(?P<unit>%|percent|points?|pts?)"),
@@ -605,6 +610,16 @@ def _metric_for(word: str, spec: WorkflowSpec) -> str | None:
 
 def _read_guardrails(reader: _Reader, spec: WorkflowSpec) -> list[Guardrail]:
     guards: list[Guardrail] = []
+    for match in list(_LATENCY_LIMIT.finditer(reader.masked)):
+        phrase = reader.phrase(*match.span())
+        reader.take(*match.span())
+        if "latency_ms" not in metrics_of(spec):
+            reader.notes.append(f"ignored {phrase!r}: {spec.workflow}'s evals do not measure latency_ms")
+            continue
+        limit_ms = _number(match["num"]) * (1 if match["unit"].startswith("m") else 1000)
+        guard = Guardrail(metric="latency_ms", statistic=_STAT_NAMES.get(match["stat"] or "", "p95"), max_value=limit_ms)
+        guards.append(guard)
+        reader.notes.append(f"{phrase!r} read as: {guard.describe()}")
     for pattern in _GUARD_RULES:
         for match in list(pattern.finditer(reader.masked)):
             phrase = reader.phrase(*match.span())
@@ -657,8 +672,10 @@ def _read_goal(reader: _Reader, spec: WorkflowSpec) -> TuningGoal | None:
         return None
     metric, match, phrase = chosen
     statistic = default_statistic(metric)
-    if statistic_words:
-        found, statistic = min(statistic_words, key=lambda w: w[0].start())
+    near = [(found, stat) for found, stat in statistic_words  # "p95" belongs to the goal only beside its words
+            if found.end() >= match.start() - 20 and found.start() <= match.end() + 20]
+    if near:
+        found, statistic = min(near, key=lambda w: w[0].start())
         if not any(found.start() >= s and found.end() <= e for s, e in taken):
             reader.take(*found.span())
     goal = TuningGoal(metric=metric, direction=natural_direction(metric, spec), statistic=statistic,
@@ -754,6 +771,11 @@ def _read(reader: _Reader, spec: WorkflowSpec) -> _Reading:
     extra = _read_guardrails(reader, spec)  # before the goal: "without losing accuracy" is no accuracy goal
     before_goal = len(reader.notes)
     goal = _read_goal(reader, spec)
+    limit = next((g for g in extra if g.metric == "latency_ms" and g.max_value is not None), None)
+    if goal is None and limit is not None:  # "latency under 2s" and nothing else: the latency is the goal
+        extra.remove(limit)
+        goal = TuningGoal(metric="latency_ms", direction="minimize", statistic=limit.statistic)
+        reader.notes.append(f"the latency limit is the only aim named: read as the goal {goal.describe()}")
     reader.notes[first:] = reader.notes[before_goal:] + reader.notes[first:before_goal]  # the goal's notes lead
     return _Reading(budget=budget, scope=scope, guardrails=extra, goal=goal)
 

@@ -359,3 +359,16 @@ def test_words_read_as_the_goal_are_never_quoted_back_as_not_understood():
     assert request.goal.metric == "contains"
     assert not any("wrong answers" in n and "not understood" in n for n in request.notes), request.notes
     assert "not understood, ignored: 'gives … too often'" in request.notes  # what was left over, and only that
+
+
+@pytest.mark.parametrize(("text", "limit", "statistic"), [
+    ("support_qa gives wrong answers too often; keep p95 latency under 3s", 3000, "p95"),
+    ("improve accuracy; latency below 300 ms", 300, "p95"),
+    ("improve accuracy, keep the median latency at most 1.5 seconds", 1500, "p50"),
+])
+def test_an_absolute_latency_limit_is_a_guardrail_and_its_statistic_stays_with_it(text, limit, statistic):
+    request = parse_request(text, ONE).request
+    assert (request.goal.metric, request.goal.statistic) == ("contains", "mean")  # "p95" is no part of the goal
+    latency = [g for g in request.guardrails if g.metric == "latency_ms"]
+    assert [(g.statistic, g.max_value, g.max_ratio) for g in latency] == [(statistic, limit, None)]
+    assert any("read as: " in note and "latency_ms" in note for note in request.notes)
