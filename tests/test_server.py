@@ -17,6 +17,7 @@ import pytest
 
 from graphtune.backends.configs import open_config_store
 from tests.graphs.conftest import weak_toy_spec  # noqa: F401  (fixture)
+from tests.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -204,13 +205,12 @@ def test_support_qa_runs_the_active_version_or_the_one_named_in_context(server):
     assert active["answer"] and named["answer"]
     assert len(named["answer"].split()) < len(active["answer"].split())  # max_tokens 16 took effect
     assert "no config version 99" in unknown and "known versions: 1, 2" in unknown
-    deadline = time.monotonic() + 15  # the server's recorder writes in the background
-    while True:
+    def run_ends():  # the server's recorder writes in the background
         with open_trace_store(db) as traces:
             ends = traces.read(EventQuery(workflow="support_qa", kinds=[EventKind.RUN_END]))
-        if len(ends) >= 2 or time.monotonic() > deadline:
-            break
-        time.sleep(0.2)
+        return ends if len(ends) >= 2 else None
+
+    ends = wait_until(run_ends, what="both runs recorded by the server")
     assert sorted(e.config_version for e in ends) == [1, v2.version]
     assert {e.source for e in ends} == {"production"}
 
