@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 import tempfile
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 
@@ -30,17 +32,24 @@ def pg_server_url():
         server.cleanup()
 
 
-@pytest.fixture
-def pg_url(pg_server_url):
-    """A new, empty database on the session's server."""
+@contextmanager
+def fresh_database(server_url: str) -> Iterator[str]:
+    """A new, empty database on the server; dropped afterwards."""
     import psycopg
 
     name = f"gt_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(pg_server_url, autocommit=True) as conn:
+    with psycopg.connect(server_url, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
-    yield _with_dbname(pg_server_url, name)
-    with psycopg.connect(pg_server_url, autocommit=True) as conn:
+    yield _with_dbname(server_url, name)
+    with psycopg.connect(server_url, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def pg_url(pg_server_url):
+    """A new, empty database on the session's server."""
+    with fresh_database(pg_server_url) as url:
+        yield url
 
 
 class RestartablePostgres:

@@ -35,16 +35,10 @@ DANA_PLANTED = {"langgraph_auth_user_id": "dana", "langgraph_auth_permissions": 
 @pytest.fixture(scope="module")
 def module_pg_url(pg_server_url):
     """One database for the module's server (the ``pg_url`` fixture is per test)."""
-    import psycopg
+    from tests.conftest import fresh_database
 
-    from tests.conftest import _with_dbname
-
-    name = f"gt_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(pg_server_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    yield _with_dbname(pg_server_url, name)
-    with psycopg.connect(pg_server_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with fresh_database(pg_server_url) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
