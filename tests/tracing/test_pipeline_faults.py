@@ -23,6 +23,7 @@ from langgraph.graph import START, StateGraph
 from graphtune import EventKind, EventQuery, TrajectoryEvent, TrajectoryRecorder
 from graphtune.backends.jsonl import JsonlTraceStore, event_line
 from graphtune.backends.sqlite import SqliteTraceStore
+from tests.waiting import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 NODES = 20
@@ -153,12 +154,10 @@ def test_outage_without_flush_recovers_on_its_own(tmp_path):
     try:
         store.down.set()
         chain_graph(3).invoke({"x": 0}, config={"callbacks": [rec]})
-        deadline = time.monotonic() + 10
-        while not spill_files(spill_dir) and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_until(lambda: spill_files(spill_dir), what="the batch spilled during the outage")
         store.down.clear()
-        while len(store.read()) < 8 and time.monotonic() < deadline:  # the writer replays by itself
-            time.sleep(0.02)
+        # the writer replays by itself: the events land first, then the replayed spill file is removed
+        wait_until(lambda: len(store.read()) == 8 and spill_files(spill_dir) == [], what="the spill replayed and removed")
         assert len(store.read()) == 8
         assert spill_files(spill_dir) == []
     finally:
@@ -204,9 +203,8 @@ def test_spill_files_of_a_dead_process_are_replayed_by_a_new_pipeline(tmp_path):
     assert store.read() == []
     rec = TrajectoryRecorder(store, sample_rate=1.0, spill_dir=str(spill_dir), flush_interval=0.02)
     try:
-        deadline = time.monotonic() + 10
-        while len(store.read()) < 18 and time.monotonic() < deadline:  # replayed without any flush
-            time.sleep(0.02)
+        # replayed without any flush: the events land first, then the replayed spill file is removed
+        wait_until(lambda: len(store.read()) >= 18 and spill_files(spill_dir) == [], what="the dead process's spill replayed")
         assert rec.flush(10)
         counts = count_by_id(store)
         assert len(counts) == 18 and set(counts.values()) == {1}
@@ -276,9 +274,7 @@ def test_two_recorders_sharing_a_spill_dir_lose_nothing(tmp_path):
     graph = chain_graph(2)
 
     def wait_spilled(n):
-        deadline = time.monotonic() + 10
-        while broken.stats()["spilled"] < n and time.monotonic() < deadline:
-            time.sleep(0.002)
+        wait_until(lambda: broken.stats()["spilled"] >= n, what=f"{n} events spilled")
         assert broken.stats()["spilled"] == n
 
     try:
