@@ -183,8 +183,8 @@ async def _search(space: SearchSpace, request: TuningRequest, ctx: ControllerCon
     first tries the moves the eval runs' failures point to (``tuning.evidence``)."""
     if n <= 0:
         return []
-    history = [SearchObservation(config=t.config, score=t.value if t.value is not None else math.nan,
-                                 feasible=t.good, violation=t.violation, clear=t.clear)
+    history = [SearchObservation(config=t.config, score=_goal_estimate(t), feasible=t.good, violation=t.violation,
+                                 clear=t.clear, constraints=t.constraints, complete=t.stop_reason is None)
                for t in [base_tried, *tried] if t.evaluated]
     # The search only knows evaluated configs: ask for enough extra to drop those it cannot know about.
     evaluated = {t.config_hash for t in [base_tried, *tried] if t.evaluated}
@@ -203,6 +203,12 @@ async def _search(space: SearchSpace, request: TuningRequest, ctx: ControllerCon
 
 
 # -- helpers ------------------------------------------------------------------------------------
+def _goal_estimate(tried: TriedConfig) -> float:
+    """The goal over the whole eval set: measured, or for an eval the race cut, the paired estimate."""
+    value = tried.estimate if tried.estimate is not None else tried.value
+    return math.nan if value is None else value
+
+
 def _measured(baseline: CandidateRecord, earlier: list[CandidateRecord], evals: dict[str, EvalReport],
               request: TuningRequest) -> tuple[TriedConfig, list[TriedConfig]]:
     """The baseline and every earlier candidate (first record per config) with what it measured."""

@@ -114,6 +114,8 @@ class GuardrailCheck(BaseModel):
     detail: str = ""
     headroom: float | None = Field(None, description="Share of the allowed slack still unused; < 0.1 is close to the limit")
     uncertain: bool = Field(False, description="Over the limit in point estimate, within noise: passed, and a risk")
+    constraint: float | None = Field(None, description="Signed distance past the limit, relative to it: > 0 broken by "
+                                                       "that much, <= 0 kept (a model of each guardrail learns from it)")
 
     def near_limit(self, share: float = 0.1) -> bool:
         return bool(self.passed) and self.headroom is not None and self.headroom < share
@@ -136,6 +138,7 @@ def guardrail_check(candidate: EvalReport, baseline: EvalReport, guardrail: Guar
         check.baseline, check.candidate = _statistic(base, g.statistic), _statistic(cand, g.statistic)
         check.limit = check.baseline - sign * g.margin
         check.passed = worst_change >= -g.margin - _TOLERANCE
+        check.constraint = -(worst_change + g.margin) / max(abs(check.limit), 1e-9)
         check.headroom = (worst_change + g.margin) / g.margin if g.margin else None
         unit = lambda v: format_metric(g.metric, v)  # noqa: E731
         check.detail = (f"{unit(check.candidate)} vs baseline {unit(check.baseline)}; worst case "
@@ -146,6 +149,7 @@ def guardrail_check(candidate: EvalReport, baseline: EvalReport, guardrail: Guar
         return check
     check.limit = g.max_value if g.max_value is not None else g.max_ratio * check.baseline
     check.passed = check.candidate <= check.limit + _TOLERANCE * max(1.0, abs(check.limit))
+    check.constraint = (check.candidate - check.limit) / max(abs(check.limit), 1e-9)
     # slack: what the limit allows beyond the baseline (ratio), or the limit itself (absolute value)
     slack = check.limit - check.baseline if g.max_ratio is not None and check.limit > check.baseline else abs(check.limit)
     check.headroom = (check.limit - check.candidate) / slack if slack else None

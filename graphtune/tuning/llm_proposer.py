@@ -75,6 +75,10 @@ class TriedConfig(BaseModel):
     clear: bool = Field(False, description="Its goal is better than the baseline's with 95% confidence (paired)")
     stop_reason: str | None = Field(None, description="Why its eval stopped early; None when it ran to the end")
     metrics: dict[str, float] = Field(default_factory=dict, description="Guardrail statistics, e.g. 'p95 latency_ms'")
+    constraints: list[float | None] = Field(default_factory=list, description="Per guardrail, how far past its limit "
+                                            "(> 0 broken, <= 0 kept, None not measurable): tuning.decision.GuardrailCheck.constraint")
+    estimate: float | None = Field(None, description="The goal's statistic over the whole eval set, estimated as the baseline's "
+                                                     "plus the paired change on the examples it ran (differs from value when stopped early)")
 
     @property
     def good(self) -> bool:
@@ -102,8 +106,11 @@ def tried_config(record: dict | BaseModel, report: EvalReport | None, baseline_r
         tried.feasible = feasible(report, baseline_report, guardrails)
         tried.broken = [f"{c.guardrail} ({c.detail})" for c in checks if c.passed is False]
         tried.violation = violation(checks)
+        tried.constraints = [c.constraint for c in checks]
         row = metric_row(report, baseline_report, goal.metric, goal.statistic, higher_is_better=goal.direction == "maximize")
         tried.clear = row.better is True
+        base_value = objective_value(baseline_report, goal)
+        tried.estimate = base_value + row.delta if base_value is not None and row.delta is not None else tried.value
     return tried
 
 

@@ -56,12 +56,16 @@ from pydantic import BaseModel, Field
 from graphtune.tuning.configs import config_hash, get_path, has_path, set_path
 from graphtune.tuning.mutations import Candidate, Mutation, check_candidate
 from graphtune.tuning.space import BoolDomain, ChoiceDomain, FloatDomain, IntDomain, SearchSpace
+from graphtune.tuning.surrogate import GuardedModel, Measured
 
 _log = logging.getLogger(__name__)
 
 _ASKS_PER_CANDIDATE = 10
 _FEW_STEPS = 12  # a numeric range with at most this many steps is moved step by step
 _MIN_ASKS = 30
+_POOL_RANDOM = 300  # random points the guardrail models rate
+_POOL_NEIGHBOURS = 60  # per promising config
+_POOL_CROSSOVERS = 12  # per pair of promising configs
 
 
 class Observation(BaseModel):
@@ -73,6 +77,9 @@ class Observation(BaseModel):
     violation: float = Field(0.0, ge=0, description="How far past their limits its guardrails are (0: none broken)")
     clear: bool = Field(True, description="Its score beats the baseline's beyond noise (paired 95% interval): only "
                                           "such a config becomes the local start's centre")
+    constraints: list[float | None] = Field(default_factory=list, description="Per guardrail, how far past its limit "
+                                            "(> 0 broken, <= 0 kept, None not measured): what the guardrail models learn")
+    complete: bool = Field(True, description="Evaluated on every example (False: the race or the early stop cut it)")
 
 
 @dataclass(frozen=True)
@@ -155,6 +162,7 @@ class SearchProposer:
             used, skipped = self._warm_start(study, history)
             if used < self.n_startup_trials:
                 return self._local_start(base_config, history, n, seen, random.Random(call_seed), focus or {}, moves_from)
+            candidates = self._modelled(base_config, history, n, seen, random.Random(call_seed), call_seed)
             rationale = self._rationale(used, skipped)
             for _ in range(max(_MIN_ASKS, _ASKS_PER_CANDIDATE * n)):
                 if len(candidates) == n:
@@ -258,6 +266,71 @@ class SearchProposer:
             seen.add(_config_key(config, self.params))
             candidates.append(candidate)
         return candidates
+
+    def _modelled(self, base_config: dict, history: list[Observation], n: int, seen: set[str], rng: random.Random,
+                  seed: int) -> list[Candidate]:
+        """The configs the models of the goal and the guardrails rate best (``tuning.surrogate``), from a
+        pool of random points, neighbours of the best configs so far and crossovers of evaluated ones."""
+        measured = [Measured(config=o.config, goal=o.score if math.isfinite(o.score) else math.nan,
+                             constraints=tuple(math.nan if c is None else float(c) for c in o.constraints),
+                             feasible=o.feasible and o.complete)
+                    for o in history if self._observed_params(o.config) is not None]
+        model = GuardedModel(self.params, measured, maximize=self.direction == "maximize", seed=seed)
+        if not model.usable:
+            return []
+        pool, keys = [], set(seen)
+        for config in self._pool(base_config, measured, rng):
+            config = self._repair(config, rng)
+            key = None if config is None else _config_key(config, self.params)
+            if key is not None and key not in keys:
+                keys.add(key)
+                pool.append(config)
+        candidates: list[Candidate] = []
+        while pool and len(candidates) < n:
+            scores = model.acquisition(pool)
+            pick = pool.pop(int(scores.argmax()))
+            rating = float(scores.max())
+            kind = "expected gain x chance every guardrail holds" if model.incumbent is not None else "chance every guardrail holds"
+            candidate = self._candidate(base_config, pick, f"model of the goal and each guardrail ({len(measured)} results): "
+                                                           f"{kind} {rating:.3g}, the best of {len(pool) + 1} configs")
+            if candidate is None:
+                continue
+            seen.add(_config_key(pick, self.params))
+            candidates.append(candidate)
+            model.believe(pick)
+        return candidates
+
+    def _pool(self, base_config: dict, measured: list[Measured], rng: random.Random) -> list[dict]:
+        """Configs for the models to rate: random points, neighbours of the best feasible and the least
+        broken configs, and crossovers (each tunable that differs taken from one parent or the other)."""
+        sign = 1.0 if self.direction == "maximize" else -1.0
+        finite = [m for m in measured if math.isfinite(m.goal)]
+        good = sorted([m for m in finite if m.feasible], key=lambda m: -sign * m.goal)[:3]
+        broken = sorted([m for m in measured if not m.feasible],
+                        key=lambda m: sum(max(c, 0.0) for c in m.constraints if math.isfinite(c)))[:2]
+        promising = sorted([m for m in finite if not m.feasible], key=lambda m: -sign * m.goal)[:2]
+        parents = [m.config for m in [*good, *broken, *promising]] or [base_config]
+        pool = []
+        for _ in range(_POOL_RANDOM):
+            config = base_config
+            for param in self.params:
+                config = set_path(config, param.path, _anywhere(param, rng))
+            pool.append(config)
+        for parent in parents:
+            for _ in range(_POOL_NEIGHBOURS):
+                config = parent
+                for param in rng.sample(self.params, min(len(self.params), rng.choice([1, 1, 2, 3]))):
+                    config = set_path(config, param.path, _nearby(param, get_path(config, param.path, None), rng))
+                pool.append(config)
+        for i, a in enumerate(parents):
+            for b in parents[i + 1:]:
+                for _ in range(_POOL_CROSSOVERS):
+                    config = a
+                    for param in self.params:
+                        if rng.random() < 0.5:
+                            config = set_path(config, param.path, get_path(b, param.path, None))
+                    pool.append(config)
+        return pool
 
     def _directed(self, best: dict, moves_from, rng: random.Random) -> list[tuple[dict, str]]:
         """Configs the evidence points to from ``best``: every move at its nearest value, then every
