@@ -1,14 +1,15 @@
 """A local OTLP/HTTP receiver for tests: decodes every request with opentelemetry-proto.
 
 Answers are scripted: ``receiver.script(401, 429, 500)`` makes the next three requests fail with
-those statuses; ``receiver.hang = 2.0`` makes requests wait that long before answering (the
-client's timeout fires first). Everything received is kept, decoded, in ``receiver.spans``.
+those statuses. ``receiver.hold()`` makes every request wait, unanswered, until ``receiver.release()``
+(``close()`` releases too, so no handler thread is left waiting): a hanging endpoint that lasts
+exactly as long as a test needs, however busy the machine. ``received`` counts requests read,
+``answered`` replies written. Everything accepted is kept, decoded, in ``receiver.spans``.
 """
 
 from __future__ import annotations
 
 import threading
-import time
 from collections import deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -50,8 +51,10 @@ class OtlpReceiver:
     def __init__(self) -> None:
         self.requests: list[Request] = []
         self.answers: deque[int] = deque()
-        self.hang = 0.0
-        self.attempts = 0
+        self.received = 0
+        self.answered = 0
+        self._open = threading.Event()
+        self._open.set()
         self._lock = threading.Lock()
         receiver = self
 
@@ -62,10 +65,9 @@ class OtlpReceiver:
             def do_POST(self):  # noqa: N802
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 with receiver._lock:
-                    receiver.attempts += 1
+                    receiver.received += 1
                     status = receiver.answers.popleft() if receiver.answers else 200
-                if receiver.hang:
-                    time.sleep(receiver.hang)
+                receiver._open.wait()
                 if status == 200:
                     receiver._accept(self.path, dict(self.headers), body)
                 payload = b"{}"
@@ -77,8 +79,11 @@ class OtlpReceiver:
                     self.send_header("Content-Length", str(len(payload)))
                     self.end_headers()
                     self.wfile.write(payload)
+                    self.wfile.flush()
                 except (BrokenPipeError, ConnectionResetError):
-                    pass  # the client timed out first, as a hanging-endpoint test intends
+                    return  # the client timed out first, as a hanging-endpoint test intends
+                with receiver._lock:
+                    receiver.answered += 1
 
             def log_message(self, *args):
                 pass
@@ -94,6 +99,14 @@ class OtlpReceiver:
 
     def script(self, *statuses: int) -> None:
         self.answers.extend(statuses)
+
+    def hold(self) -> None:
+        """Keep every request from now on unanswered until :meth:`release`."""
+        self._open.clear()
+
+    def release(self) -> None:
+        """Answer the held requests (and all later ones) again."""
+        self._open.set()
 
     def _accept(self, path: str, headers: dict[str, str], body: bytes) -> None:
         message = ExportTraceServiceRequest()
@@ -119,5 +132,6 @@ class OtlpReceiver:
             return [s for r in self.requests for s in r.spans]
 
     def close(self) -> None:
+        self.release()
         self.server.shutdown()
         self.server.server_close()

@@ -21,7 +21,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 def settings(receiver: OtlpReceiver, **overrides) -> OtlpSettings:
     values = dict(endpoint=f"{receiver.url}/v1/traces", flush_interval_s=0.05, backoff_s=0.01, max_retries=1,
-                  timeout_s=2.0, headers={"Authorization": "Bearer s3cret-token"})
+                  timeout_s=60.0, headers={"Authorization": "Bearer s3cret-token"})
     return OtlpSettings(**{**values, **overrides})
 
 
@@ -38,11 +38,11 @@ def test_the_default_sender_is_a_process_and_secrets_stay_off_its_command_line(t
         recorder = recorder_for(tmp_path, exporter)
         run(build_graph(), recorder)
         recorder.flush()
-        assert exporter.flush(10)
+        assert exporter.flush(60)
         assert receiver.requests[0].headers["authorization"] == "Bearer s3cret-token"
         assert exporter.stats()["sent_spans"] == 5
         recorder.close()
-        exporter.close()
+        exporter.close(timeout=60)
         assert exporter._proc.returncode == 0  # end of input: the child flushed and exited by itself
     finally:
         receiver.close()
@@ -65,18 +65,18 @@ def test_a_sender_process_that_dies_is_replaced_by_a_thread(tmp_path, caplog):
         recorder = recorder_for(tmp_path, exporter)
         run(build_graph(), recorder, thread="before")
         recorder.flush()
-        assert exporter.flush(10)
+        assert exporter.flush(60)
         with caplog.at_level(logging.WARNING, logger="graphtune.export"):
             exporter._proc.kill()
             exporter._proc.wait()
             for i in range(3):
                 run(build_graph(), recorder, thread=f"after-{i}")
             recorder.flush()
-            assert exporter.flush(10)  # never hangs on the dead child
+            assert exporter.flush(60)  # never hangs on the dead child
             # whatever was in flight when it died may be lost; what comes next is delivered
             run(build_graph(), recorder, thread="later")
             recorder.flush()
-            assert exporter.flush(10)
+            assert exporter.flush(60)
         assert "sending from this process from now on" in caplog.text
         sessions = {s.attributes["session.id"] for s in receiver.spans}
         assert {"before", "later"} <= sessions
@@ -100,7 +100,7 @@ def test_a_sender_process_that_cannot_start_falls_back_to_a_thread(tmp_path, mon
         recorder = recorder_for(tmp_path, exporter)
         run(build_graph(), recorder)
         recorder.flush()
-        assert exporter.flush(10)
+        assert exporter.flush(60)
         assert len(receiver.spans) == 5 and exporter.stats()["sent_spans"] == 5
         recorder.close()
         exporter.close()
@@ -140,7 +140,7 @@ def test_bad_frames_are_counted_not_fatal(tmp_path):
         recorder = recorder_for(tmp_path, exporter)
         run(build_graph(), recorder)
         recorder.flush()
-        assert exporter.flush(10)
+        assert exporter.flush(60)
         stats = exporter.stats()
         assert stats["sent_spans"] == 5 and stats["invalid_events"] == 3
         recorder.close()
