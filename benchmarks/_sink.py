@@ -1,6 +1,7 @@
 """A local HTTP sink that answers every request with 200: the export target for benchmarks.
 
 Run as a separate process (``start_http_sink()``), so serving it costs the measured process nothing.
+``start_http_sink(hang=True)`` reads each request and never answers: a hanging endpoint.
 """
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -34,6 +36,12 @@ class _Sink(BaseHTTPRequestHandler):
         pass
 
 
+class _HangingSink(_Sink):
+    def do_POST(self):  # noqa: N802
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        threading.Event().wait()  # until the sink process is stopped
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -50,9 +58,9 @@ class RunningSink:
         self.process.wait(5)
 
 
-def start_http_sink() -> RunningSink:
+def start_http_sink(hang: bool = False) -> RunningSink:
     port = free_port()
-    process = subprocess.Popen([sys.executable, __file__, str(port)])
+    process = subprocess.Popen([sys.executable, __file__, str(port), *(["hang"] if hang else [])])
     deadline = time.time() + 10
     while time.time() < deadline:
         try:
@@ -65,4 +73,5 @@ def start_http_sink() -> RunningSink:
 
 
 if __name__ == "__main__":
-    ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), _Sink).serve_forever()
+    handler = _HangingSink if sys.argv[2:] == ["hang"] else _Sink
+    ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), handler).serve_forever()

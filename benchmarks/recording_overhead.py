@@ -2,7 +2,11 @@
 callback handler and Langfuse's own LangChain CallbackHandler exporting to a local HTTP sink.
 The ``graphtune_otlp`` variant is the recorder with its OTLP/Langfuse exporter on, sending
 spans to the same sink from its sender process (the default); ``graphtune_otlp_thread`` sends
-from a thread of the measured process (``GRAPHTUNE_OTLP_SENDER=thread``).
+from a thread of the measured process (``GRAPHTUNE_OTLP_SENDER=thread``). ``graphtune_otlp_hanging``
+exports (from its sender process) to an endpoint that reads every request and never answers, with
+a request timeout longer than the benchmark: ``*otlp_hanging_us_per_node*`` is what a hanging
+endpoint adds to a workflow run and its store write (its regions flush the recorder only; the
+export never finishes).
 
 A 20-node graph of no-op nodes runs under each variant. Each figure compares two variants in
 alternating pairs of short timed regions (A B, B A, A B, ...; each region ends with a flush() of
@@ -60,7 +64,7 @@ def build_graph():
     return graph.compile()
 
 
-def make_variants(tmp: str, sink_url: str):
+def make_variants(tmp: str, sink_url: str, hanging_url: str):
     from langchain_core.callbacks import AsyncCallbackHandler, BaseCallbackHandler
     from langfuse import Langfuse
     from langfuse.langchain import CallbackHandler
@@ -84,6 +88,10 @@ def make_variants(tmp: str, sink_url: str):
                                    exporter=open_exporter(settings.model_copy(update={"sender": sender})))
         for sender in ("process", "thread")
     }
+    exporting["hanging"] = TrajectoryRecorder(
+        f"jsonl:///{tmp}/traces-otlp-hanging", spill_dir=f"{tmp}/spill",
+        exporter=open_exporter(settings.model_copy(update={"endpoint": f"{hanging_url}/api/public/otel/v1/traces",
+                                                           "timeout_s": 3600.0})))
 
     def flusher(recorder):
         def flush():
@@ -99,6 +107,7 @@ def make_variants(tmp: str, sink_url: str):
         "graphtune": ([recorder], recorder.flush),
         "graphtune_otlp": ([exporting["process"]], flusher(exporting["process"])),
         "graphtune_otlp_thread": ([exporting["thread"]], flusher(exporting["thread"])),
+        "graphtune_otlp_hanging": ([exporting["hanging"]], exporting["hanging"].flush),
         "langfuse": ([lf_handler], langfuse.flush),
     }, recorder, exporting
 
@@ -192,14 +201,17 @@ def measure_mode(mode: str, graph, variants, pairs: int, runs: int) -> dict:
         })
         if label == "otlp":
             figures[f"{prefix}otlp_sender_process_cpu_us_per_node"] = export["sender"]
+    hanging = compare(mode, graph, variants, "graphtune", "graphtune_otlp_hanging", pairs, runs)
+    figures.update({f"{prefix}otlp_hanging_us_per_node": hanging["cpu"],
+                    f"{prefix}otlp_hanging_us_per_node_wall": hanging["wall"]})
     return figures
 
 
 def measure(pairs: int, runs: int) -> dict:
     tmp = tempfile.mkdtemp(prefix="graphtune-bench-")
-    sink = start_http_sink()
+    sink, hanging_sink = start_http_sink(), start_http_sink(hang=True)
     try:
-        variants, recorder, exporting = make_variants(tmp, sink.url)
+        variants, recorder, exporting = make_variants(tmp, sink.url, hanging_sink.url)
         graph = build_graph()
         for name in variants:  # warm up imports, caches, the langfuse exporter and the sender processes
             timed("sync", graph, variants[name], runs=5)
@@ -211,11 +223,12 @@ def measure(pairs: int, runs: int) -> dict:
         stats = recorder.stats()
         otlp_stats = exporting["process"].stats()
         recorder.close()
-        for exporting_recorder in exporting.values():
+        for name, exporting_recorder in exporting.items():
             exporting_recorder.close()
-            exporting_recorder.pipeline.exporter.close()
+            exporting_recorder.pipeline.exporter.close(timeout=1.0 if name == "hanging" else 10.0)
     finally:
         sink.stop()
+        hanging_sink.stop()
     return {
         "nodes": NODES,
         "pairs": pairs,
