@@ -327,8 +327,8 @@ def test_failures_beyond_the_retries_drop_with_a_count(tmp_path, receiver, statu
 
 
 def test_a_hanging_endpoint_never_holds_up_the_workflow_or_the_store(tmp_path, receiver, sender):
-    """The receiver holds the export request unanswered and the exporter would wait 120 s for a reply, so a
-    workflow run or a store write that waited on the export would block here until the test times out."""
+    """The receiver holds the export request unanswered and the exporter would wait 120 s for its reply: a
+    store write that waited on the export fails the flush below, a run that waited stalls the test."""
     receiver.hold()
     exporter = open_exporter(fast_settings(receiver, timeout_s=120.0, max_retries=0, flush_interval_s=0.01, sender=sender))
     recorder = TrajectoryRecorder(f"jsonl:///{tmp_path}/traces", spill_dir=str(tmp_path / "spill"), exporter=exporter)
