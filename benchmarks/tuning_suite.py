@@ -167,7 +167,7 @@ async def run_graphtune(workflow: _replay.SuiteWorkflow, seed: int, workdir: str
     outcome = values.get("outcome") or {}
     end = (f"parked at approval with {result.pending.get('candidate_id')}" if result.pending
            else f"{outcome.get('status', 'ended')}: {outcome.get('message') or decision.get('reason', '')}")
-    info = {"end": _clip(end), "rounds": int(values.get("round") or 0),
+    info = {"end": _clip(end), "rounds": int(values.get("round") or 0), "ended_by": decision.get("ended_by", ""),
             "candidates": sum(1 for c in values.get("candidates") or [] if c.get("id") != "baseline")}
     return runner, {"presented": presented, **info}
 
@@ -384,7 +384,8 @@ def run_suite(names: list[str], seeds: int, budget_full_evals: int, methods: tup
                            "evals_to_95pct": evals_to_reach(runner, workflow, budget), **info}
                     rows[method].append(row)
                     log(f"  seed {seed} {method:<13} headroom {row['headroom_test']:+.2f} spent {row['evals_spent']:>6} "
-                        f"to95 {row['evals_to_95pct']:>6}  ({time.perf_counter() - t1:.1f} s) {info.get('end', '')}")
+                        f"to95 {row['evals_to_95pct']:>6}  ({time.perf_counter() - t1:.1f} s) "
+                        f"{info.get('candidates', '')} candidates, ended by {info.get('ended_by') or '-'}: {info.get('end', '')}")
             exists = headroom_exists(workflow)
             per_workflow[name] = {
                 "headroom_test": {m: round(median([r["headroom_test"] for r in rows[m]]), 3) for m in methods},

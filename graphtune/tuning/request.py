@@ -19,8 +19,8 @@ Statistic = Literal["mean", "p50", "p95"]
 class Budget(BaseModel):
     """Limits of one tuning run; whichever is reached first ends the search with the best candidate so far."""
 
-    candidates: int = Field(20, ge=1, le=200, description="Candidates evaluated in total (the baseline is not counted)")
-    rounds: int = Field(10, ge=1, le=50, description="observe -> propose -> evaluate rounds at most")
+    candidates: int = Field(30, ge=1, le=200, description="Candidates evaluated in total (the baseline is not counted)")
+    rounds: int = Field(15, ge=1, le=50, description="observe -> propose -> evaluate rounds at most")
     examples: int | None = Field(None, ge=1, description="Example evaluations at most (cache hits are free)")
     tokens: int | None = Field(None, ge=1, description="Tokens spent by evals and by the controller's own model calls")
     cost_usd: float | None = Field(None, gt=0, description="USD spent by evals and the controller's model, by the spec's pricing")

@@ -1,12 +1,23 @@
-"""The search proposer: Optuna TPE over the numeric, choice and bool tunables, warm-started from every eval.
+"""The search proposer: a local start, then models of the goal and each guardrail, with Optuna TPE behind them.
 
 It runs beside the LLM proposer, and alone when no model is configured. It knows nothing about any
 particular workflow: it sees the search space, the current config and what earlier evals measured.
 
-Each ``propose`` call builds a fresh in-memory study, replays every earlier observation into it as a
-completed trial (the warm start), then asks the TPE sampler for new points until it has ``n`` valid,
-new candidates or runs out of asks. Text tunables are never searched (that is the LLM's job), nor are
-``requires_model`` tunables when no model is available.
+Three phases, by how much is known:
+
+1. Local start (fewer results than ``n_startup_trials``): neighbours of the best config so far, one
+   tunable at a time, so each result says what one tunable does (below).
+2. Models (``tuning.surrogate``): one Gaussian process per measured quantity, the goal and each
+   guardrail's distance from its limit, rate a pool of random points, neighbours and crossovers of
+   the best configs; the batch takes the configs with the highest expected gain among those likely to
+   keep every guardrail. This is where two moves that each broke something alone get combined.
+3. TPE fills whatever the models leave: when they rate nothing worth an eval (converged, or nothing
+   varied yet) or the pool ran out. Each ``propose`` call builds a fresh in-memory study, replays
+   every earlier observation into it as a completed trial (the warm start), then asks the TPE sampler
+   for new points until it has ``n`` valid, new candidates or runs out of asks.
+
+Text tunables are never searched (that is the LLM's job), nor are ``requires_model`` tunables when no
+model is available.
 
 Choices about Optuna:
 
@@ -162,8 +173,9 @@ class SearchProposer:
             used, skipped = self._warm_start(study, history)
             if used < self.n_startup_trials:
                 return self._local_start(base_config, history, n, seen, random.Random(call_seed), focus or {}, moves_from)
-            candidates = self._modelled(base_config, history, n, seen, random.Random(call_seed), call_seed)
             rationale = self._rationale(used, skipped)
+            candidates = self._modelled(base_config, history, n, seen, random.Random(call_seed), call_seed,
+                                        rationale.partition("(")[2].rstrip(")"))
             for _ in range(max(_MIN_ASKS, _ASKS_PER_CANDIDATE * n)):
                 if len(candidates) == n:
                     break
@@ -240,7 +252,9 @@ class SearchProposer:
             moved = _weighted_sample(self.params, [w / t ** 3 for w, t in zip(weights, tried)], count, rng)
             config = best
             for param in moved:
-                config = set_path(config, param.path, _nearby(param, get_path(config, param.path, None), rng, far=lost))
+                first = tried[self.params.index(param)] == 1  # never moved from this centre yet
+                config = set_path(config, param.path, _nearby(param, get_path(config, param.path, None), rng, far=lost,
+                                                              roomier=first))
             config = self._repair(config, rng)
             if config is None or _config_key(config, self.params) in seen:
                 continue
@@ -268,13 +282,19 @@ class SearchProposer:
         return candidates
 
     def _modelled(self, base_config: dict, history: list[Observation], n: int, seen: set[str], rng: random.Random,
-                  seed: int) -> list[Candidate]:
+                  seed: int, note: str) -> list[Candidate]:
         """The configs the models of the goal and the guardrails rate best (``tuning.surrogate``), from a
         pool of random points, neighbours of the best configs so far and crossovers of evaluated ones."""
+        known = [o for o in history if self._observed_params(o.config) is not None]
+        flags_only = not any(o.constraints for o in known)  # feasibility without distances: one constraint, +-1
+
+        def constraints(o: Observation) -> tuple[float, ...]:
+            if flags_only:
+                return (-1.0 if o.feasible else max(o.violation, 1.0),)
+            return tuple(math.nan if c is None else float(c) for c in o.constraints)
+
         measured = [Measured(config=o.config, goal=o.score if math.isfinite(o.score) else math.nan,
-                             constraints=tuple(math.nan if c is None else float(c) for c in o.constraints),
-                             feasible=o.feasible and o.complete)
-                    for o in history if self._observed_params(o.config) is not None]
+                             constraints=constraints(o), feasible=o.feasible and o.complete) for o in known]
         model = GuardedModel(self.params, measured, maximize=self.direction == "maximize", seed=seed)
         if not model.usable:
             return []
@@ -288,10 +308,12 @@ class SearchProposer:
         candidates: list[Candidate] = []
         while pool and len(candidates) < n:
             scores = model.acquisition(pool)
-            pick = pool.pop(int(scores.argmax()))
             rating = float(scores.max())
+            if model.negligible(rating):  # nothing the model rates: TPE fills the rest of the batch
+                break
+            pick = pool.pop(int(scores.argmax()))
             kind = "expected gain x chance every guardrail holds" if model.incumbent is not None else "chance every guardrail holds"
-            candidate = self._candidate(base_config, pick, f"model of the goal and each guardrail ({len(measured)} results): "
+            candidate = self._candidate(base_config, pick, f"model of the goal and each guardrail ({note}): "
                                                            f"{kind} {rating:.3g}, the best of {len(pool) + 1} configs")
             if candidate is None:
                 continue
@@ -482,13 +504,15 @@ def _anywhere(param: _Param, rng: random.Random) -> Any:
     return param.from_optuna(round(raw) if isinstance(domain, IntDomain) else raw)
 
 
-def _nearby(param: _Param, value: Any, rng: random.Random, *, far: bool = False) -> Any:
+def _nearby(param: _Param, value: Any, rng: random.Random, *, far: bool = False, roomier: bool = False) -> Any:
     """A different value near ``value``: a flip, another choice, or a move scaled to the range.
 
     Numeric moves are relative to the domain, not to its step, so one candidate can cross most of a
     wide range: a linear range moves by 10-50% of its width, a log range by a factor of 2-8; with
     ``far`` (nothing feasible yet) by 25-75% or a factor of 4-16. A short range (a dozen steps or
-    fewer) moves 1-3 steps. Sometimes it jumps anywhere.
+    fewer) moves 1-3 steps. Sometimes it jumps anywhere. With ``roomier`` (a tunable's first move from
+    a centre) it heads to the side of the range with more room (on the log scale for a log range), where
+    most of the untried values are.
     """
     domain = param.domain
     if isinstance(domain, BoolDomain):
@@ -499,7 +523,10 @@ def _nearby(param: _Param, value: Any, rng: random.Random, *, far: bool = False)
     low, high = domain.low, domain.high
     current = value if isinstance(value, (int, float)) and not isinstance(value, bool) else (low + high) / 2
     direction = rng.choice([-1.0, 1.0])
-    if rng.random() < 0.25:
+    if roomier:
+        position = _place(domain, current)
+        direction = 1.0 if position < 0.5 else -1.0 if position > 0.5 else direction
+    if not roomier and rng.random() < 0.25:
         raw = rng.uniform(low, high) if not domain.log else math.exp(rng.uniform(math.log(low), math.log(high)))
     else:
         raw = _step_from(domain, current, direction, rng, far)
@@ -512,6 +539,14 @@ def _nearby(param: _Param, value: Any, rng: random.Random, *, far: bool = False)
         raw = current + unit if current + unit <= high else current - unit
         moved = param.from_optuna(round(raw) if isinstance(domain, IntDomain) else raw)
     return moved
+
+
+def _place(domain: FloatDomain | IntDomain, value: float) -> float:
+    """Where ``value`` sits in the range, 0 at the low end and 1 at the high end (log scale on a log range)."""
+    low, high = float(domain.low), float(domain.high)
+    if domain.log and low > 0:
+        value, low, high = math.log(max(value, low)), math.log(low), math.log(high)
+    return 0.5 if high == low else (value - low) / (high - low)
 
 
 def _step_from(domain: FloatDomain | IntDomain, current: float, direction: float, rng: random.Random, far: bool) -> float:

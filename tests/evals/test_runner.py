@@ -178,8 +178,11 @@ def test_race_stop_keeps_the_better_half_at_each_rung():
     # ties keep everyone; a lone config, too few examples or a peer not there yet never stop
     assert race_stop(scores(5, 30), [scores(5, 30)], "maximize", 100, "contains") == ""
     assert race_stop(poor, [], "maximize", 100, "contains") == ""
-    assert race_stop(scores(3, 10), [scores(9, 10)], "maximize", 40, "contains") == ""
-    assert race_stop(poor, [scores(9, 10)], "maximize", 100, "contains") == ""
+    assert race_stop(scores(3, 10), [scores(9, 10), scores(9, 10)], "maximize", 40, "contains") == ""
+    assert race_stop(poor, [scores(9, 10), scores(9, 10)], "maximize", 100, "contains") == ""
+    # a batch of two does not race: only the early stop against the reference can cut it
+    assert race_stop(poor, [best], "maximize", 100, "contains") == ""
+    assert "ranked 2 of 2" in race_stop(poor, [best, scores(9, 10)], "maximize", 100, "contains")
 
 
 def with_metrics(spec_path, metrics, evaluators: str | None = None, module: str = "runner_own_metrics", **changes):

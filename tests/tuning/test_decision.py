@@ -328,7 +328,7 @@ def test_rounds_limit_stops_the_search():
 def test_a_round_that_improves_continues_and_two_that_do_not_stop():
     base = baseline_scores()
     first = ("c1", 1, variant(base, gain=0.2))
-    budget = Budget(rounds=9, candidates=40, given=[])  # limits the person did not set: patience applies
+    budget = Budget(rounds=9, candidates=16, given=[])  # limits the person did not set: patience applies
     better = decide(make_state([first, ("c2", 2, variant(base, gain=0.45, seed=2))], base=base, round_=2, budget=budget), now=NOW)
     assert better.next == "propose" and better.best_candidate_id == "c2"
 
@@ -340,6 +340,9 @@ def test_a_round_that_improves_continues_and_two_that_do_not_stop():
     twice = decide(make_state([first, *flat(2, 2), *flat(3, 6)], base=base, round_=3, budget=budget), now=NOW)
     assert twice.next == "approve" and twice.best_candidate_id == "c1"
     assert twice.reason.startswith("rounds 2-3 did not improve") and twice.ended_by == "patience"
+    roomy = Budget(rounds=9, candidates=40, given=[])  # patience waits until half the candidate budget is spent
+    early = decide(make_state([first, *flat(2, 2), *flat(3, 6)], base=base, round_=3, budget=roomy), now=NOW)
+    assert early.next == "propose" and early.ended_by == ""
     asked = Budget(rounds=9, candidates=40)  # "try 40 candidates": spent in full
     assert asked.given == ["candidates", "rounds"]
     kept_on = decide(make_state([first, *flat(2, 2), *flat(3, 6)], base=base, round_=3, budget=asked), now=NOW)
@@ -396,12 +399,18 @@ def test_significant_beats_a_larger_but_uncertain_point_estimate():
     assert decision.best_candidate_id == "c1"
 
 
-def test_target_met_with_confidence_approves_at_once():
+def test_a_met_target_lets_the_search_go_on_only_while_it_improves():
     base = baseline_scores()
     scores = variant(base, gain=0.45)
-    met = decide(make_state([("c1", 1, scores)], base=base, goal=GOAL.model_copy(update={"target_change": 0.1})), now=NOW)
-    assert met.next == "approve" and met.reason.startswith("target met")
-    assert "the requested +10% was reached" in met.reason
+    goal = GOAL.model_copy(update={"target_change": 0.1})
+    met = decide(make_state([("c1", 1, scores)], base=base, goal=goal, budget=Budget(candidates=16)), now=NOW)
+    assert met.next == "propose"  # the target is the least the person wants: a better config may be near
+    # two more rounds of four that did not beat c1: the rest of the given budget is optional once the target is met
+    later = [("c1", 1, scores)] + [(f"c{i}", 2 + (i - 2) // 4, variant(base, gain=0.01, seed=i)) for i in range(2, 10)]
+    done = decide(make_state(later, base=base, goal=goal, budget=Budget(candidates=16), round_=3), now=NOW)
+    assert done.next == "approve" and done.ended_by == "target" and done.best_candidate_id == "c1"
+    assert done.reason.startswith("target met, and rounds 2-3 did not improve on it")
+    assert "the requested +10% was reached" in done.reason
     missed = decide(make_state([("c1", 1, scores)], base=base, goal=GOAL.model_copy(update={"target_change": 0.6})), now=NOW)
     assert missed.next == "propose"
     spent = decide(make_state([("c1", 1, scores)], base=base, goal=GOAL.model_copy(update={"target_change": 0.6}),
