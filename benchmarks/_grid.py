@@ -47,7 +47,7 @@ from graphtune.evals.evaluators import EVALUATOR_VERSION
 from graphtune.evals.runner import EvalReport, ExampleResult, Reference, reference_scores, stop_reason
 from graphtune.evals.stats import summarize
 from graphtune.spec import WorkflowSpec, load_spec
-from graphtune.tuning.configs import config_hash, get_path, set_path
+from graphtune.tuning.config_paths import config_hash, get_path, set_path
 from graphtune.tuning.decision import feasible
 from graphtune.tuning.space import BoolDomain, ChoiceDomain
 

@@ -26,7 +26,7 @@ from graphtune.evals.evaluators import RunOutcome, score  # noqa: E402
 from graphtune.evals.runner import EvalReport, ExampleResult, price  # noqa: E402
 from graphtune.evals.stats import summarize  # noqa: E402
 from graphtune.spec import WorkflowSpec, load_spec  # noqa: E402
-from graphtune.tuning.configs import config_hash  # noqa: E402
+from graphtune.tuning.config_paths import config_hash  # noqa: E402
 from graphtune.tuning.decision import feasible  # noqa: E402
 
 WORKFLOWS_DIR = HERE / "workflows"

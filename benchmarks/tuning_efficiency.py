@@ -103,7 +103,7 @@ async def run_optuna_tpe(table: _grid.GridTable, bench_spec, seed: int, budget: 
     import optuna
     from optuna.distributions import CategoricalDistribution
 
-    from graphtune.tuning.configs import get_path, set_path
+    from graphtune.tuning.config_paths import get_path, set_path
     from graphtune.tuning.decision import feasible
     from graphtune.tuning.space import BoolDomain
 

@@ -186,7 +186,7 @@ def _searched(spec):
 
 
 def _config_from(spec, params, values: dict) -> dict:
-    from graphtune.tuning.configs import set_path
+    from graphtune.tuning.config_paths import set_path
 
     config = spec.config
     for param in params:
@@ -281,7 +281,7 @@ def _uniform(distribution, rng: random.Random):
 
 
 def _get(config: dict, path: str):
-    from graphtune.tuning.configs import get_path
+    from graphtune.tuning.config_paths import get_path
 
     return get_path(config, path)
 

@@ -301,8 +301,8 @@ def _show_look(console: Console, batch: int, stage: str, traffic, run) -> dict:
 
 
 def _settings_line(url: str, version: int | None) -> str:
-    from graphtune.backends.configs import open_config_store
-    from graphtune.tuning.configs import get_path
+    from graphtune.backends.config_store import open_config_store
+    from graphtune.tuning.config_paths import get_path
 
     with open_config_store(url) as store:
         active = store.get(WORKFLOW, version) if version is not None else store.active(WORKFLOW)
@@ -311,8 +311,8 @@ def _settings_line(url: str, version: int | None) -> str:
 
 
 def _show_outcome(console: Console, url: str, outcome: dict, values: dict) -> None:
-    from graphtune.backends.configs import open_config_store
-    from graphtune.tuning.configs import config_diff, format_diff
+    from graphtune.backends.config_store import open_config_store
+    from graphtune.tuning.config_paths import config_diff, format_diff
 
     status = outcome.get("status", "unknown")
     style = {"promoted": "bold green", "rejected": "yellow", "no_change": "yellow"}.get(status, "red")
@@ -334,7 +334,7 @@ def _show_outcome(console: Console, url: str, outcome: dict, values: dict) -> No
 def _show_history(console: Console, url: str) -> None:
     """The change log, as ``graphtune config history`` shows it; the evaluated configs' registrations
     (one per candidate) are folded into one row, the evidence JSON is left to ``config history --json``."""
-    from graphtune.backends.configs import open_config_store
+    from graphtune.backends.config_store import open_config_store
     from graphtune.tracing.viewer import fmt_time
 
     with open_config_store(url) as store:

@@ -20,7 +20,7 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-from graphtune.backends.configs import ConfigStore, ConflictError
+from graphtune.backends.config_store import ConfigStore, ConflictError
 from graphtune.backends.traces import TraceStore
 from graphtune.tuning.experiment import GUARDRAILS, check_guardrails
 from graphtune.tuning.sequential import GuardrailResult

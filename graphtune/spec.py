@@ -441,7 +441,7 @@ def _yaml_retyped_choices(raw: dict) -> list[str]:
 
 def _benchmark_problems(spec: WorkflowSpec) -> list[str]:
     """Grid paths that are not tunables, grid values outside their domain, grids missing the config's value."""
-    from graphtune.tuning.configs import get_path, has_path
+    from graphtune.tuning.config_paths import get_path, has_path
 
     problems = []
     space = spec.space

@@ -9,7 +9,7 @@ import json
 import pytest
 from rich.console import Console
 
-from graphtune.backends.configs import open_config_store
+from graphtune.backends.config_store import open_config_store
 from graphtune.backends.traces import EventQuery, open_trace_store
 from graphtune.evals.datasets import load_dataset
 from graphtune.evals.evaluators import contains

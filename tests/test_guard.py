@@ -2,7 +2,7 @@
 
 import asyncio
 
-from graphtune.backends.configs import open_config_store
+from graphtune.backends.config_store import open_config_store
 from graphtune.backends.traces import open_trace_store
 from graphtune.guard import check_recent_promotions
 from graphtune.serving import ServedWorkflow

@@ -21,7 +21,7 @@ from langgraph.graph import END, START, StateGraph
 from typer.testing import CliRunner
 
 from graphtune.backends.checkpoints import open_checkpointer
-from graphtune.backends.configs import open_config_store
+from graphtune.backends.config_store import open_config_store
 from graphtune.backends.otlp_exporter import OtlpSettings, open_exporter
 from graphtune.backends.traces import EventQuery, open_trace_store
 from graphtune.cli import app

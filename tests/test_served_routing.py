@@ -7,7 +7,7 @@ import asyncio
 import time
 from collections import defaultdict
 
-from graphtune.backends.configs import open_config_store
+from graphtune.backends.config_store import open_config_store
 from graphtune.backends.traces import EventQuery, open_trace_store
 from graphtune.serving import experiment_salt
 from graphtune.spec import load_spec

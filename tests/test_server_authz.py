@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from langgraph_sdk import get_client
 
-from graphtune.backends.configs import open_config_store
+from graphtune.backends.config_store import open_config_store
 from tests.graphs.conftest import write_weak_toy_spec
 from tests.test_server import as_user, http_body, http_status, serve, token_file
 from tests.test_server_experiment import server_log_on_failure

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 
-from graphtune.backends.configs import open_config_store
+from graphtune.backends.config_store import open_config_store
 from graphtune.backends.traces import EventQuery, open_trace_store
 from graphtune.spec import load_spec
 from graphtune.tracing.events import EventKind

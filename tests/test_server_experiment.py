@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from graphtune.backends.configs import open_config_store
+from graphtune.backends.config_store import open_config_store
 from tests.graphs.conftest import weak_toy_spec  # noqa: F401  (fixture)
 from tests.graphs.test_experiment_flow import LIVE_REQUEST, users_send
 from tests.test_server import as_user, http_body, http_status, serve, token_file

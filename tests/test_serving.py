@@ -15,7 +15,7 @@ import pytest
 import yaml
 from langgraph.graph import END, START, StateGraph
 
-from graphtune.backends.configs import open_config_store
+from graphtune.backends.config_store import open_config_store
 from graphtune.backends.traces import EventQuery
 from graphtune.live import read_live_evidence
 from graphtune.serving import OUTAGE_EVENT, RECOVERY_EVENT, LiveRouting, ServedWorkflow, experiment_salt

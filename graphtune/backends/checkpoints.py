@@ -33,7 +33,7 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.serde.base import SerializerProtocol
 from langgraph.checkpoint.serde.encrypted import EncryptedSerializer
 
-from graphtune.backends.configs import database_url_from_env
+from graphtune.backends.config_store import database_url_from_env
 from graphtune.backends.traces import path_from_url, scheme_of
 from graphtune.extras import needs_extra
 

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 import psycopg
 from psycopg_pool import ConnectionPool
 
-from graphtune.backends.configs import Execute, SqlConfigStore
+from graphtune.backends.config_store import Execute, SqlConfigStore
 from graphtune.backends.postgres import libpq_url, migrate
 
 _MIGRATIONS = {

@@ -6,7 +6,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from graphtune.backends.configs import Execute, SqlConfigStore
+from graphtune.backends.config_store import Execute, SqlConfigStore
 from graphtune.backends.sqlite import connect_sqlite, migrate
 from graphtune.backends.traces import path_from_url
 

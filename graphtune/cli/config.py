@@ -14,10 +14,10 @@ import yaml
 from rich.markup import escape
 from rich.table import Table
 
-from graphtune.backends.configs import ChangeLogEntry, ConfigStore, ConfigStoreError, ConfigVersion, open_config_store
+from graphtune.backends.config_store import ChangeLogEntry, ConfigStore, ConfigStoreError, ConfigVersion, open_config_store
 from graphtune.backends.traces import UnknownBackendError
 from graphtune.cli.common import AsOpt, DbOpt, JsonOpt, actor, console, fail, group, print_json
-from graphtune.tuning.configs import config_diff, format_diff
+from graphtune.tuning.config_paths import config_diff, format_diff
 
 config_app = group("Versioned workflow configs: show, history, diff, rollback, export, init.")
 

@@ -32,7 +32,7 @@ def _domain(domain) -> str:
 
 def _baseline(spec, db: str | None) -> tuple[dict, str]:
     """The config a run would start from: the active version if the store has one, else the spec's."""
-    from graphtune.backends.configs import open_config_store
+    from graphtune.backends.config_store import open_config_store
 
     with open_config_store(db) as store:
         active = store.active(spec.workflow)
@@ -87,7 +87,7 @@ def dry_run(request_text: str, spec_source: str | None, *, limit: int | None, db
             "budget": budget, "baseline": {"config": where, "report": report.model_dump(mode="json")},
         })
         return
-    from graphtune.tuning.configs import get_path
+    from graphtune.tuning.config_paths import get_path
 
     console.print(f"[bold]dry run[/bold]: what [cyan]graphtune tune[/cyan] would do for [bold]{spec.workflow}[/bold]; "
                   "nothing is stored and nothing else is spent")

@@ -40,7 +40,7 @@ def run_eval_command(
     concurrency: int | None, use_cache: bool, record: bool, db: str | None, as_json: bool,
     model: str | None = None, rate_limit: float | None = None,
 ) -> None:
-    from graphtune.backends.configs import ConfigStoreError, open_config_store
+    from graphtune.backends.config_store import ConfigStoreError, open_config_store
     from graphtune.backends.eval_cache import open_eval_cache
     from graphtune.backends.traces import UnknownBackendError
     from graphtune.evals.datasets import DatasetError, load_dataset

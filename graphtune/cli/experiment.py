@@ -39,7 +39,7 @@ def start(thread: str, share: Annotated[float, typer.Option(help="Share of live 
 
 
 def _check_once(within_hours: float, as_json: bool) -> list[dict]:
-    from graphtune.backends.configs import open_config_store
+    from graphtune.backends.config_store import open_config_store
     from graphtune.backends.traces import open_trace_store, traces_url_from_env
     from graphtune.guard import check_recent_promotions
 
@@ -97,7 +97,7 @@ def watch(every: Annotated[float, typer.Option(help="Seconds between passes.")] 
 @experiment_app.command()
 def stop(workflow: str, reason: ReasonOpt = "", who: AsOpt = None, db: DbOpt = None, as_json: JsonOpt = False):
     """The kill switch: all of WORKFLOW's traffic goes back to its active version now."""
-    from graphtune.backends.configs import ConflictError, open_config_store
+    from graphtune.backends.config_store import ConflictError, open_config_store
 
     use_db(db)
     with open_config_store() as store:

@@ -153,7 +153,7 @@ def forget_user(
     import os
 
     from graphtune.backends.checkpoints import forget_threads_of
-    from graphtune.backends.configs import database_url_from_env
+    from graphtune.backends.config_store import database_url_from_env
     from graphtune.tracing.privacy import hash_user_id, resolve_salt
 
     database = db or database_url_from_env()

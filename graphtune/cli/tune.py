@@ -212,7 +212,7 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def unlock(workflow: str, reason: ReasonOpt = "", who: AsOpt = None, db: DbOpt = None, as_json: JsonOpt = False):
         """Release a workflow held by a tuning run that will not finish (one run per workflow at a time)."""
-        from graphtune.backends.configs import open_config_store
+        from graphtune.backends.config_store import open_config_store
 
         use_db(db)
         with open_config_store() as store:

@@ -21,7 +21,7 @@ def register(app: typer.Typer) -> None:
            host: Annotated[str, typer.Option(help="Address to listen on (localhost only by default).")] = DEFAULT_HOST,
            port: Annotated[int, typer.Option(help="Port; 0 picks a free one.")] = DEFAULT_PORT):
         """Serve the web view (approvals, experiments, history, hot spots, traces) on a local database."""
-        from graphtune.backends.configs import database_url_from_env
+        from graphtune.backends.config_store import database_url_from_env
         from graphtune.graphs.access import AccessConfigError, load_policy
 
         with needs_extra("web", "graphtune ui"):

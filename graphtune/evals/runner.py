@@ -31,7 +31,7 @@ from graphtune.evals.evaluators import QUALITY as QUALITY_METRICS
 from graphtune.evals.stats import MetricSummary, clearly_worse, summarize
 from graphtune.spec import WorkflowSpec
 from graphtune.throttling import model_failure
-from graphtune.tuning.configs import config_hash
+from graphtune.tuning.config_paths import config_hash
 
 
 class ExampleResult(BaseModel):

@@ -171,7 +171,7 @@ class ControllerContext:
         return self.traces_url or self.database_url or traces_url_from_env()
 
     def resolved_database_url(self) -> str:
-        from graphtune.backends.configs import database_url_from_env
+        from graphtune.backends.config_store import database_url_from_env
 
         return self.database_url or database_url_from_env()
 
@@ -181,7 +181,7 @@ class ControllerContext:
         return open_trace_store(self.resolved_traces_url())
 
     def config_store(self):
-        from graphtune.backends.configs import open_config_store
+        from graphtune.backends.config_store import open_config_store
 
         return open_config_store(self.resolved_database_url())
 

@@ -93,7 +93,7 @@ async def _look(client, thread: dict, payload: dict) -> dict:
 
 
 def _check_promotions(within_hours: float) -> list[dict]:
-    from graphtune.backends.configs import open_config_store
+    from graphtune.backends.config_store import open_config_store
     from graphtune.backends.traces import open_trace_store, traces_url_from_env
     from graphtune.guard import check_recent_promotions
 

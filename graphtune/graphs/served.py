@@ -16,7 +16,7 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph_sdk.runtime import ServerRuntime
 
-from graphtune.backends.configs import UnknownVersionError, database_url_from_env
+from graphtune.backends.config_store import UnknownVersionError, database_url_from_env
 from graphtune.graphs.versions import VersionedGraphs
 
 _graphs: dict[str, VersionedGraphs] = {}  # per database URL: one compiled graph per config version

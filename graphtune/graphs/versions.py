@@ -3,7 +3,7 @@
 Compiling a workflow (its retrieval index, prompts, agents) costs far more than running a request,
 so each config version is built once per process and kept. A request names a version, or gets the
 workflow's active one; a promotion reaches new requests as soon as the active version is re-read
-(``graphtune.configs.active_version``'s few-second cache). The spec's config becomes version 1 on a
+(``graphtune.active.active_version``'s few-second cache). The spec's config becomes version 1 on a
 workflow's first use, as in the controller.
 
 Stored configs never change, so a version's config is kept beside its graph: once a version has been
@@ -22,7 +22,7 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
-from graphtune.backends.configs import ConfigVersion, database_url_from_env, open_config_store
+from graphtune.backends.config_store import ConfigVersion, database_url_from_env, open_config_store
 from graphtune.spec import WorkflowSpec, load_spec
 from graphtune.tracing.recorder import TrajectoryRecorder, recorder_for, run_tags
 
@@ -74,7 +74,7 @@ class VersionedGraphs:
     # -- versions --------------------------------------------------------------------------
     def version(self, workflow: WorkflowRef, version: int | None = None) -> ConfigVersion:
         """The stored version asked for, or the active one (the spec's config on first use)."""
-        from graphtune.configs import active_version
+        from graphtune.active import active_version
 
         spec = self.spec(workflow)
         url = self.database_url or database_url_from_env()

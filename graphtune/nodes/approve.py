@@ -26,7 +26,7 @@ from graphtune.graphs.context import ControllerContext, WriteRefused, actor_for,
 from graphtune.graphs.hitl import ENDED_COMMENT, card_answer, hitl_request, is_card_answer, parse_mutations
 from graphtune.graphs.state import Approval, CandidateRecord, ControllerState, EvalTask
 from graphtune.spec import load_spec
-from graphtune.tuning.configs import config_hash
+from graphtune.tuning.config_paths import config_hash
 from graphtune.tuning.decision import Decision
 from graphtune.tuning.mutations import Candidate, apply_mutations, check_candidate
 from graphtune.tuning.report import ApprovalReport, build_report, format_report

@@ -32,7 +32,7 @@ from langgraph.runtime import Runtime
 from langgraph.types import Command, interrupt
 from pydantic import BaseModel
 
-from graphtune.backends.configs import ConflictError
+from graphtune.backends.config_store import ConflictError
 from graphtune.graphs.access import APPROVER, local_actor
 from graphtune.graphs.context import ControllerContext, WriteRefused, actor_for
 from graphtune.graphs.state import Approval, ControllerState, ExperimentRecord

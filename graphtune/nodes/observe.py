@@ -14,11 +14,11 @@ import uuid
 from langchain_core.messages import AIMessage
 from langgraph.runtime import Runtime
 
-from graphtune.backends.configs import TuningBusyError
+from graphtune.backends.config_store import TuningBusyError
 from graphtune.graphs.context import ControllerContext, authenticated_caller, current_thread_id
 from graphtune.graphs.state import CandidateRecord, ControllerState, Outcome
 from graphtune.spec import load_spec
-from graphtune.tuning.configs import config_hash
+from graphtune.tuning.config_paths import config_hash
 from graphtune.tuning.hotspots import find_hot_spots, fmt_ms, fmt_pct, fmt_window, parse_window
 
 MAX_SAMPLES = 3

@@ -21,7 +21,7 @@ from langchain_core.messages import AIMessage
 from langgraph.runtime import Runtime
 from langgraph.types import Command
 
-from graphtune.backends.configs import ConflictError
+from graphtune.backends.config_store import ConflictError
 from graphtune.graphs.access import APPROVER
 from graphtune.graphs.context import ControllerContext, WriteRefused, actor_for, current_thread_id
 from graphtune.graphs.state import Approval, ControllerState, ExperimentRecord, Outcome

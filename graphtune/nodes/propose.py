@@ -41,7 +41,7 @@ from graphtune.tuning.llm_proposer import (
 )
 from graphtune.tuning.request import TuningRequest
 from graphtune.tuning.search import Observation as SearchObservation
-from graphtune.tuning.configs import get_path
+from graphtune.tuning.config_paths import get_path
 from graphtune.tuning.evidence import evidence_moves, named_paths
 from graphtune.tuning.search import SearchProposer, focus_from_hot_spots
 from graphtune.tuning.space import SearchSpace

@@ -3,7 +3,7 @@
 A request path cannot read the config store on every request, and cannot stop serving when the store
 is down. :class:`LiveRouting` therefore keeps a snapshot of the workflow's active version, traffic
 split and the configs they name, re-read at most every ``refresh_s`` seconds (as
-``graphtune.configs.active_version`` does), with one :class:`~graphtune.tuning.router.Router` per
+``graphtune.active.active_version`` does), with one :class:`~graphtune.tuning.router.Router` per
 (active version, split revision). Assignment itself is pure and takes microseconds.
 
 When a refresh fails (the store is unreachable, or answers with an error) the last known snapshot
@@ -40,7 +40,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from graphtune.backends.configs import ConfigStore, ConfigVersion, TrafficSplit, open_config_store
+from graphtune.backends.config_store import ConfigStore, ConfigVersion, TrafficSplit, open_config_store
 from graphtune.spec import WorkflowSpec
 from graphtune.tracing.context import new_span_id, new_trace_id
 from graphtune.tracing.events import EventKind, TrajectoryEvent

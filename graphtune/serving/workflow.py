@@ -34,7 +34,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from graphtune.backends.configs import ConfigStore
+from graphtune.backends.config_store import ConfigStore
 from graphtune.graphs.versions import VersionedGraphs
 from graphtune.serving.feedback import DEFAULT_REMEMBERED_RUNS, FeedbackLedger, FeedbackOutcome, FeedbackStats, ServedRunInfo, StoredRun
 from graphtune.serving.routing import DEFAULT_REFRESH_S, LiveRouting, Route, RoutingSnapshot, Variant

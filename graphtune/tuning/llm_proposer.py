@@ -23,7 +23,7 @@ from pydantic import BaseModel, Field
 
 from graphtune.evals.runner import EvalReport
 from graphtune.spec import Guardrail
-from graphtune.tuning.configs import config_hash, get_path, has_path
+from graphtune.tuning.config_paths import config_hash, get_path, has_path
 from graphtune.tuning.decision import feasible, format_number, guardrail_checks, metric_row, objective_value, violation
 from graphtune.tuning.hotspots import Observation, format_observation
 from graphtune.tuning.mutations import Candidate, Mutation, apply_mutations, check_candidate

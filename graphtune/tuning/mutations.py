@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from graphtune.tuning.configs import config_diff, set_path
+from graphtune.tuning.config_paths import config_diff, set_path
 from graphtune.tuning.space import Rejection, SearchSpace
 
 

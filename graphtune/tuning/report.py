@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from graphtune.evals.runner import EvalReport
-from graphtune.tuning.configs import config_diff, format_diff
+from graphtune.tuning.config_paths import config_diff, format_diff
 from graphtune.tuning.decision import (
     Comparison,
     Decision,

@@ -56,7 +56,7 @@ class RouterError(ValueError):
     """A split or unit key the router cannot use; the message names what was expected."""
 
 
-class _HasWeights(Protocol):  # graphtune.backends.configs.TrafficSplit, without importing the backends
+class _HasWeights(Protocol):  # graphtune.backends.config_store.TrafficSplit, without importing the backends
     weights: Mapping[int, float]
 
 

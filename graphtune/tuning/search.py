@@ -64,7 +64,7 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution, Floa
 from optuna.trial import TrialState
 from pydantic import BaseModel, Field
 
-from graphtune.tuning.configs import config_hash, get_path, has_path, set_path
+from graphtune.tuning.config_paths import config_hash, get_path, has_path, set_path
 from graphtune.tuning.mutations import Candidate, Mutation, check_candidate
 from graphtune.tuning.space import BoolDomain, ChoiceDomain, FloatDomain, IntDomain, SearchSpace
 from graphtune.tuning.surrogate import GuardedModel, Measured

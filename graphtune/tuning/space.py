@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from graphtune.tuning.configs import get_path, has_path
+from graphtune.tuning.config_paths import get_path, has_path
 
 RejectionCode = Literal[
     "unknown_path", "wrong_type", "out_of_range", "off_step", "not_allowed", "needs_model", "constraint", "duplicate_path"

@@ -29,7 +29,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.gaussian_process import GaussianProcessRegressor
 from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
 
-from graphtune.tuning.configs import get_path
+from graphtune.tuning.config_paths import get_path
 from graphtune.tuning.space import BoolDomain, ChoiceDomain, FloatDomain, IntDomain
 
 MIN_OBSERVATIONS = 3  # fewer than this and a model says nothing a neighbour step would not

@@ -171,7 +171,7 @@ def run_query(params) -> RunQuery:
 
 
 def _with_config_store(url: str, read: Callable, *args):
-    from graphtune.backends.configs import open_config_store
+    from graphtune.backends.config_store import open_config_store
 
     with open_config_store(url) as store:
         return read(store, *args)

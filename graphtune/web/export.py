@@ -9,7 +9,7 @@ from graphtune.web.threads import LocalThreads
 
 
 async def export_report(thread_id: str, database_url: str | None = None) -> str:
-    from graphtune.backends.configs import database_url_from_env
+    from graphtune.backends.config_store import database_url_from_env
 
     threads = LocalThreads(database_url or database_url_from_env(), actor="")
     view = await threads.get(thread_id)

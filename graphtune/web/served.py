@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from starlette.requests import Request
 
-from graphtune.backends.configs import database_url_from_env
+from graphtune.backends.config_store import database_url_from_env
 from graphtune.backends.traces import traces_url_from_env
 from graphtune.graphs.access import AUTH_OFF, load_policy, local_actor, served_policy
 from graphtune.web.app import Backend, Viewer, create_app

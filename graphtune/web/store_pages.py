@@ -10,11 +10,11 @@ import time
 from collections import defaultdict
 from typing import Any
 
-from graphtune.backends.configs import ConfigStore, UnknownVersionError
+from graphtune.backends.config_store import ConfigStore, UnknownVersionError
 from graphtune.backends.traces import EventQuery, RunQuery, TraceStore
 from graphtune.spec import ObserveSpec
 from graphtune.tracing.events import EventKind, TrajectoryEvent
-from graphtune.tuning.configs import config_diff
+from graphtune.tuning.config_paths import config_diff
 from graphtune.tuning.hotspots import find_hot_spots
 
 HISTORY_PAGE = 50

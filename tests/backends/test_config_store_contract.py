@@ -9,9 +9,9 @@ import time
 import psycopg
 import pytest
 
-from graphtune.backends.configs import ConfigStoreError, ConflictError, UnknownVersionError, open_config_store
+from graphtune.backends.config_store import ConfigStoreError, ConflictError, UnknownVersionError, open_config_store
 from graphtune.backends.traces import path_from_url
-from graphtune.tuning.configs import config_hash
+from graphtune.tuning.config_paths import config_hash
 
 BASE = {"llm": {"model": "m", "temperature": 0.2}, "rag": {"top_k": 4}}
 
@@ -338,7 +338,7 @@ def test_a_rejection_is_logged_and_changes_nothing(store):
 
 
 def test_one_tuning_run_holds_a_workflow_at_a_time(store):
-    from graphtune.backends.configs import TuningBusyError
+    from graphtune.backends.config_store import TuningBusyError
 
     claim = store.claim_tuning("wf", "thread-1", actor="dana")
     assert (claim.thread_id, claim.actor) == ("thread-1", "dana")

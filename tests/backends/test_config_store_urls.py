@@ -1,7 +1,7 @@
 import pytest
 
 from graphtune.backends.config_sqlite import SqliteConfigStore
-from graphtune.backends.configs import open_config_store
+from graphtune.backends.config_store import open_config_store
 from graphtune.backends.traces import UnknownBackendError
 
 

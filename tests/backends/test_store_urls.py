@@ -24,7 +24,7 @@ def test_malformed_file_urls_are_refused_and_create_nothing(tmp_path, monkeypatc
     import asyncio
 
     from graphtune.backends.checkpoints import open_checkpointer
-    from graphtune.backends.configs import open_config_store
+    from graphtune.backends.config_store import open_config_store
     from graphtune.backends.eval_cache import open_eval_cache
 
     monkeypatch.chdir(tmp_path)

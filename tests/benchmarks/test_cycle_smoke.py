@@ -17,7 +17,7 @@ sys.path.insert(0, BENCHMARKS)
 import cycle  # noqa: E402
 
 from graphtune.spec import load_spec  # noqa: E402
-from graphtune.tuning.configs import config_hash  # noqa: E402
+from graphtune.tuning.config_paths import config_hash  # noqa: E402
 from graphtune.tuning.llm_proposer import ProposalSet, screen  # noqa: E402
 from graphtune.tuning.request_parser import ParsedRequest, RequestDraft, check_draft  # noqa: E402
 

@@ -24,7 +24,7 @@ from graphtune.evals.datasets import load_dataset  # noqa: E402
 from graphtune.evals.runner import EvalReport, ExampleResult, stop_reason  # noqa: E402
 from graphtune.evals.stats import summarize  # noqa: E402
 from graphtune.spec import load_spec  # noqa: E402
-from graphtune.tuning.configs import config_hash, get_path, set_path  # noqa: E402
+from graphtune.tuning.config_paths import config_hash, get_path, set_path  # noqa: E402
 from graphtune.tuning.decision import feasible  # noqa: E402
 from graphtune.tuning.search import SearchProposer  # noqa: E402
 

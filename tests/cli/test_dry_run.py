@@ -7,7 +7,7 @@ import json
 
 from typer.testing import CliRunner
 
-from graphtune.backends.configs import open_config_store
+from graphtune.backends.config_store import open_config_store
 from graphtune.backends.traces import open_trace_store
 from graphtune.cli import app
 from graphtune.graphs.context import ControllerContext

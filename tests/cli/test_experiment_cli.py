@@ -2,7 +2,7 @@
 
 import json
 
-from graphtune.backends.configs import open_config_store
+from graphtune.backends.config_store import open_config_store
 from tests.cli.test_tune_cli import graphtune
 from tests.graphs.conftest import weak_toy_spec  # noqa: F401  (fixture)
 

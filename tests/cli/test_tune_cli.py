@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from graphtune.backends.configs import open_config_store
+from graphtune.backends.config_store import open_config_store
 from tests.graphs.conftest import weak_toy_spec  # noqa: F401  (fixture)
 
 ROOT = Path(__file__).resolve().parents[2]

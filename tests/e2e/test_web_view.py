@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from graphtune.backends.configs import open_config_store
+from graphtune.backends.config_store import open_config_store
 from graphtune.web.links import thread_url
 from tests.graphs.conftest import weak_toy_spec  # noqa: F401  (fixture)
 from tests.test_server import ROOT, free_port, serve

@@ -10,7 +10,7 @@ import getpass
 
 import pytest
 
-from graphtune.backends.configs import open_config_store
+from graphtune.backends.config_store import open_config_store
 from graphtune.backends.traces import EventQuery, open_trace_store
 from graphtune.graphs.context import ControllerContext
 from graphtune.graphs.local_controller import LocalController

@@ -4,7 +4,7 @@ approval with live evidence, and approval ramps the candidate to 50% and then pr
 
 import asyncio
 
-from graphtune.backends.configs import open_config_store
+from graphtune.backends.config_store import open_config_store
 from graphtune.serving import ServedWorkflow
 from tests.graphs.test_controller import REQUEST, controller, db  # noqa: F401  (fixture)
 

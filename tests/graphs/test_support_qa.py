@@ -10,7 +10,7 @@ from graphtune.graphs.support_qa import orders
 from graphtune.graphs.support_qa.graph import route_confidence
 from graphtune.graphs.support_qa.knowledge import DATA_DIR, expand_query, knowledge_base
 from graphtune.graphs.support_qa.offline_model import ExtractiveChatModel
-from graphtune.tuning.configs import set_path
+from graphtune.tuning.config_paths import set_path
 from langchain_core.messages import HumanMessage, SystemMessage
 
 

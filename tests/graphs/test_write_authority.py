@@ -22,7 +22,7 @@ from langgraph.types import Command
 from typing_extensions import TypedDict
 
 from graphtune.backends.checkpoints import open_checkpointer
-from graphtune.backends.configs import open_config_store
+from graphtune.backends.config_store import open_config_store
 from graphtune.graphs import access
 from graphtune.graphs.access import AUTH_OFF, AccessPolicy
 from graphtune.graphs.context import ControllerContext, WriteRefused, actor_for

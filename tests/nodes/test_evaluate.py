@@ -5,12 +5,12 @@ import asyncio
 import yaml
 from langgraph.runtime import Runtime
 
-from graphtune.backends.configs import open_config_store
+from graphtune.backends.config_store import open_config_store
 from graphtune.graphs.context import ControllerContext
 from graphtune.graphs.state import CandidateRecord, EvalTask
 from graphtune.nodes import evaluate as evaluate_module
 from graphtune.nodes.evaluate import evaluate
-from graphtune.tuning.configs import config_hash
+from graphtune.tuning.config_paths import config_hash
 from tests.evals.conftest import toy_spec  # noqa: F401  (fixture)
 
 

@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from graphtune.backends.configs import ConflictError, open_config_store
+from graphtune.backends.config_store import ConflictError, open_config_store
 from graphtune.graphs.context import ControllerContext
 from graphtune.graphs.state import Approval
 from graphtune.nodes.experiment import _set_split

@@ -13,7 +13,7 @@ from graphtune.llm import OFFLINE_NOTICE
 from graphtune.nodes.propose import propose
 from graphtune.testing.openai_server import OpenAITestServer, Reply
 from graphtune.testing.openai_server import scripted as http_scripted
-from graphtune.tuning.configs import config_hash, get_path
+from graphtune.tuning.config_paths import config_hash, get_path
 from graphtune.tuning.mutations import Mutation, apply_mutations, check_candidate, Candidate
 from graphtune.tuning.request import TuningRequest
 from tests.fakes import ScriptedChatModel, ai, scripted

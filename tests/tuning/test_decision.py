@@ -14,7 +14,7 @@ from graphtune.evals.runner import EvalReport, ExampleResult
 from graphtune.evals.stats import paired_mean_ci, paired_quantile_diff_ci, summarize
 from graphtune.graphs.state import CandidateRecord
 from graphtune.spec import Guardrail
-from graphtune.tuning.configs import config_hash, set_path
+from graphtune.tuning.config_paths import config_hash, set_path
 from graphtune.tuning.decision import (
     Decision,
     guardrail_check,

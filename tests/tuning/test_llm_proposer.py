@@ -9,7 +9,7 @@ from graphtune.evals.stats import summarize
 from graphtune.prompts import render_prompt
 from graphtune.spec import load_spec
 from graphtune.tracing.events import NodeStats
-from graphtune.tuning.configs import config_hash
+from graphtune.tuning.config_paths import config_hash
 from graphtune.tuning.hotspots import HotSpot, Observation, TrajectorySample
 from graphtune.tuning.llm_proposer import (
     MAX_HISTORY,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from graphtune.spec import Guardrail
-from graphtune.tuning.configs import config_hash, set_path
+from graphtune.tuning.config_paths import config_hash, set_path
 from graphtune.tuning.decision import decide
 from graphtune.tuning.report import (
     ApprovalReport,

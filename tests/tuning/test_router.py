@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from graphtune.backends.configs import TrafficSplit
+from graphtune.backends.config_store import TrafficSplit
 from graphtune.tuning.router import Router, RouterError, assign, validate_weights
 
 KEYS = [f"user-{i}" for i in range(20_000)]

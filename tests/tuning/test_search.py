@@ -6,7 +6,7 @@ import optuna
 import pytest
 
 from graphtune.spec import load_spec
-from graphtune.tuning.configs import config_hash, get_path
+from graphtune.tuning.config_paths import config_hash, get_path
 from graphtune.tuning.mutations import apply_mutations, check_candidate
 from graphtune.tuning.search import Observation, SearchProposer
 from graphtune.tuning.space import SearchSpace, TextDomain

@@ -1,7 +1,7 @@
 import pytest
 from pydantic import ValidationError
 
-from graphtune.tuning.configs import config_diff, config_hash, format_diff, get_path, set_path
+from graphtune.tuning.config_paths import config_diff, config_hash, format_diff, get_path, set_path
 from graphtune.tuning.mutations import Candidate, InvalidCandidate, Mutation, apply_mutations, build_candidate, check_candidate
 from graphtune.tuning.space import SearchSpace
 

@@ -9,7 +9,7 @@ import re
 import pytest
 from starlette.testclient import TestClient
 
-from graphtune.backends.configs import open_config_store
+from graphtune.backends.config_store import open_config_store
 from graphtune.graphs.access import AccessPolicy, TokenEntry
 from graphtune.web.local import create_local_app
 

@@ -25,7 +25,7 @@ from graphtune.graphs.support_qa import orders
 from graphtune.graphs.support_qa.knowledge import KnowledgeBase, expand_query, knowledge_base, words
 from graphtune.graphs.support_qa.offline_model import ExtractiveChatModel
 from graphtune.llm import chat_model, model_available
-from graphtune.tuning.configs import get_path
+from graphtune.tuning.config_paths import get_path
 
 @cache
 def _spec_config() -> dict[str, Any]:

@@ -237,11 +237,11 @@ def _pinned_requests(graph, workflow: str, version: int | None, recorder: Trajec
 
 def _prepare(workflow: str, config: dict | None, database_url: str | None):
     """(spec, labelled questions, the active or pinned version, the pinned config or None to serve)."""
-    from graphtune.backends.configs import open_config_store
-    from graphtune.configs import active_version
+    from graphtune.backends.config_store import open_config_store
+    from graphtune.active import active_version
     from graphtune.evals.datasets import load_dataset
     from graphtune.spec import load_spec
-    from graphtune.tuning.configs import config_hash
+    from graphtune.tuning.config_paths import config_hash
 
     spec = load_spec(workflow)
     examples = [e for e in load_dataset(spec.dataset_path()).examples if e.labelled]

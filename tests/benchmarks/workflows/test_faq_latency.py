@@ -18,7 +18,7 @@ import _grid  # noqa: E402
 import _replay  # noqa: E402
 
 from graphtune.evals.runner import EvalRunner  # noqa: E402
-from graphtune.tuning.configs import set_path  # noqa: E402
+from graphtune.tuning.config_paths import set_path  # noqa: E402
 from graphtune.tuning.decision import feasible  # noqa: E402
 
 HERE = BENCHMARKS / "workflows" / "faq_latency"

@@ -20,7 +20,7 @@ from workflows.noisy_extract.graph import build_graph  # noqa: E402
 
 from graphtune.evals.datasets import Dataset  # noqa: E402
 from graphtune.evals.runner import EvalRunner  # noqa: E402
-from graphtune.tuning.configs import set_path  # noqa: E402
+from graphtune.tuning.config_paths import set_path  # noqa: E402
 
 HERE = BENCHMARKS / "workflows" / "noisy_extract"
 

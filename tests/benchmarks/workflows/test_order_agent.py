@@ -22,7 +22,7 @@ from workflows.order_agent.graph import build_graph  # noqa: E402
 
 from graphtune.evals.datasets import Dataset  # noqa: E402
 from graphtune.evals.runner import EvalRunner  # noqa: E402
-from graphtune.tuning.configs import config_hash, set_path  # noqa: E402
+from graphtune.tuning.config_paths import config_hash, set_path  # noqa: E402
 
 HERE = BENCHMARKS / "workflows" / "order_agent"
 

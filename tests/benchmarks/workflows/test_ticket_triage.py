@@ -21,7 +21,7 @@ from workflows.ticket_triage import data, replay  # noqa: E402
 
 from graphtune.evals.runner import EvalRunner  # noqa: E402
 from graphtune.spec import load_spec  # noqa: E402
-from graphtune.tuning.configs import set_path  # noqa: E402
+from graphtune.tuning.config_paths import set_path  # noqa: E402
 from graphtune.tuning.space import TextDomain  # noqa: E402
 
 HERE = BENCHMARKS / "workflows" / "ticket_triage"

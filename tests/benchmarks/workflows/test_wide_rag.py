@@ -20,7 +20,7 @@ from workflows.wide_rag import data, graph, logic  # noqa: E402
 from workflows.wide_rag.replay import replay  # noqa: E402
 
 from graphtune.evals.runner import EvalRunner  # noqa: E402
-from graphtune.tuning.configs import set_path  # noqa: E402
+from graphtune.tuning.config_paths import set_path  # noqa: E402
 
 HERE = BENCHMARKS / "workflows" / "wide_rag"
 

@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, field_validator
 
 from graphtune.backends.traces import DEFAULT_DATABASE_URL, UnknownBackendError
 from graphtune.extras import needs_extra
-from graphtune.tuning.configs import canonical_json, config_hash
+from graphtune.tuning.config_paths import canonical_json, config_hash
 
 ACCEPTED_SCHEMES = ("sqlite:///FILE", "postgresql://...")
 Action = Literal["register", "promote", "rollback", "split", "clear_split", "reject", "release"]

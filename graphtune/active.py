@@ -11,7 +11,7 @@ import atexit
 import threading
 import time
 
-from graphtune.backends.configs import ConfigStore, ConfigStoreError, ConfigVersion, database_url_from_env, open_config_store
+from graphtune.backends.config_store import ConfigStore, ConfigStoreError, ConfigVersion, database_url_from_env, open_config_store
 
 _clock = time.monotonic
 _lock = threading.Lock()

@@ -5,9 +5,9 @@ import threading
 import pytest
 
 import graphtune
-from graphtune import configs
-from graphtune.backends.configs import open_config_store
-from graphtune.configs import NoActiveConfigError, active_config, active_version
+from graphtune import active
+from graphtune.active import NoActiveConfigError, active_config, active_version
+from graphtune.backends.config_store import open_config_store
 
 V1 = {"llm": {"temperature": 0.2}}
 V2 = {"llm": {"temperature": 0.7}}
@@ -24,7 +24,7 @@ class FakeClock:
 @pytest.fixture
 def clock(monkeypatch):
     fake = FakeClock()
-    monkeypatch.setattr(configs, "_clock", fake)
+    monkeypatch.setattr(active, "_clock", fake)
     return fake
 
 
