@@ -100,23 +100,31 @@ def test_reject_is_logged_and_changes_nothing(db, weak_toy_spec):
         assert (entry.action, entry.actor, entry.reason) == ("reject", "sam", "not now")
 
 
+def unproposed_delay(parked) -> float:
+    """A delay that, with quality "good", makes a config the search did not propose: a new one."""
+    proposed = {c["config"]["answer"]["delay_s"] for c in parked.values["candidates"] if c["config"]["answer"]["quality"] == "good"}
+    return next(d for d in (0.002, 0.003) if d not in proposed)
+
+
 def test_an_edit_is_evaluated_and_comes_back_for_approval(db, weak_toy_spec):
     parked = start(db, weak_toy_spec)
-    as_the_chat_ui_sends_it = '[{"path": "answer.quality", "value": "good"}, {"path": "answer.delay_s", "value": 0.002}]'
+    delay = unproposed_delay(parked)
+    as_the_chat_ui_sends_it = f'[{{"path": "answer.quality", "value": "good"}}, {{"path": "answer.delay_s", "value": {delay}}}]'
     edited = resume(db, parked.thread_id, {"decisions": [{"type": "edit", "edited_action": {
         "name": parked.pending["action_requests"][0]["name"], "args": {"mutations": as_the_chat_ui_sends_it}}}]})
     assert edited.pending and edited.pending["candidate_id"] == "e1"
-    assert {"path": "answer.delay_s", "value": 0.002} in edited.pending["report"]["candidate"]["mutations"]
+    assert {"path": "answer.delay_s", "value": delay} in edited.pending["report"]["candidate"]["mutations"]
     done = resume(db, parked.thread_id, {"action": "approve", "actor": "dana"})
     assert done.outcome["status"] == "promoted"
     with open_config_store(db) as store:
-        assert store.active("toy").config["answer"] == {"quality": "good", "delay_s": 0.002}
+        assert store.active("toy").config["answer"] == {"quality": "good", "delay_s": delay}
 
 
 def test_a_promotion_meanwhile_makes_approval_a_conflict_not_an_overwrite(db, weak_toy_spec):
     parked = start(db, weak_toy_spec)
+    hotfix = {"answer": {"quality": "good", "delay_s": unproposed_delay(parked)}}  # not the candidate itself
     with open_config_store(db) as store:
-        other = store.put("toy", {"answer": {"quality": "good", "delay_s": 0.002}}, actor="ops", source="manual")
+        other = store.put("toy", hotfix, actor="ops", source="manual")
         store.promote("toy", other.version, expected_active=1, actor="ops", reason="hotfix")
     done = resume(db, parked.thread_id, {"action": "approve", "actor": "dana"})
     assert done.outcome["status"] == "conflict" and "expected active version 1" in done.outcome["message"]
@@ -128,8 +136,9 @@ def test_a_rejection_after_another_promotion_names_the_version_actually_active(d
     """Issue 17, item 5: the rejection used to say the run's baseline "stays active" although someone
     had promoted another version meanwhile."""
     parked = start(db, weak_toy_spec)
+    hotfix = {"answer": {"quality": "good", "delay_s": unproposed_delay(parked)}}  # not the candidate itself
     with open_config_store(db) as store:
-        other = store.put("toy", {"answer": {"quality": "good", "delay_s": 0.002}}, actor="ops", source="manual")
+        other = store.put("toy", hotfix, actor="ops", source="manual")
         store.promote("toy", other.version, expected_active=1, actor="ops", reason="hotfix")
     done = resume(db, parked.thread_id, {"action": "reject", "actor": "sam"})
     assert done.outcome["status"] == "rejected"

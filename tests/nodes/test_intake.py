@@ -104,7 +104,7 @@ def test_offline_example_sentence():
     assert not update.get("controller_usage") and update.get("outcome") is None
     reply = reply_of(update)
     for part in ["support_qa", "minimize p95 latency_ms (target -20% vs baseline)", "contains at most 0.02 below baseline",
-                 "20 candidates", "10 rounds", "all tunables", OFFLINE_NOTICE]:
+                 "30 candidates", "15 rounds", "all tunables", OFFLINE_NOTICE]:
         assert part in reply
 
 

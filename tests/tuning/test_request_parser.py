@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 
 from graphtune.spec import load_spec, parse_spec
+from graphtune.tuning.request import Budget
 from graphtune.tuning.request_parser import (
     DraftProblems,
     GuardrailDraft,
@@ -124,9 +125,9 @@ CASES = [
     ("support_qa: cut latency 0%", dict(metric="latency_ms", target=None, notes=["no change asked"])),
     ("support_qa: improve accuracy by -5%", dict(metric="contains", target=None, notes=["contradicts the goal"])),
     ("support_qa: cut latency 20% and cost 10%", dict(metric="latency_ms", target=-0.2, notes=["one goal per run", "only one target"])),
-    ("support_qa: try -3 candidates", dict(budget={"candidates": 20}, notes=["ignored '-3 candidates'"])),
-    ("support_qa: try 500 candidates", dict(budget={"candidates": 20}, notes=["less than or equal to 200"])),
-    ("support_qa: try 2.5 candidates", dict(budget={"candidates": 20}, notes=["whole number"])),
+    ("support_qa: try -3 candidates", dict(budget={"candidates": Budget().candidates}, notes=["ignored '-3 candidates'"])),
+    ("support_qa: try 500 candidates", dict(budget={"candidates": Budget().candidates}, notes=["less than or equal to 200"])),
+    ("support_qa: try 2.5 candidates", dict(budget={"candidates": Budget().candidates}, notes=["whole number"])),
     ("support_qa: 2 rounds, no wait, 4 rounds", dict(budget={"rounds": 2}, notes=["already given"])),
     ("support_qa: fewer input tokens", dict(metric="contains", notes=["measure no input_tokens"])),
     ("support_qa: maximize the judge score", dict(metric="contains", notes=["measure no judge"])),
