@@ -269,10 +269,7 @@ class SearchProposer:
         for _ in range(_ASKS_PER_CANDIDATE * n):  # a small space ran out of neighbours: random points fill the batch
             if len(candidates) == n:
                 break
-            config = best
-            for param in self.params:
-                config = set_path(config, param.path, _anywhere(param, rng))
-            config = self._repair(config, rng)
+            config = self._repair(self._anywhere(best, rng), rng)
             candidate = None if config is None else self._candidate(
                 base_config, config, f"random start sample: no untried neighbour of {where} left")
             if candidate is None or _config_key(config, self.params) in seen:
@@ -332,12 +329,7 @@ class SearchProposer:
                         key=lambda m: sum(max(c, 0.0) for c in m.constraints if math.isfinite(c)))[:2]
         promising = sorted([m for m in finite if not m.feasible], key=lambda m: -sign * m.goal)[:2]
         parents = [m.config for m in [*good, *broken, *promising]] or [base_config]
-        pool = []
-        for _ in range(_POOL_RANDOM):
-            config = base_config
-            for param in self.params:
-                config = set_path(config, param.path, _anywhere(param, rng))
-            pool.append(config)
+        pool = [self._anywhere(base_config, rng) for _ in range(_POOL_RANDOM)]
         for parent in parents:
             for _ in range(_POOL_NEIGHBOURS):
                 config = parent
@@ -353,6 +345,12 @@ class SearchProposer:
                             config = set_path(config, param.path, get_path(b, param.path, None))
                     pool.append(config)
         return pool
+
+    def _anywhere(self, config: dict, rng: random.Random) -> dict:
+        """``config`` with every searched tunable drawn anew (``_anywhere``)."""
+        for param in self.params:
+            config = set_path(config, param.path, _anywhere(param, rng))
+        return config
 
     def _directed(self, best: dict, moves_from, rng: random.Random) -> list[tuple[dict, str]]:
         """Configs the evidence points to from ``best``: every move at its nearest value, then every
