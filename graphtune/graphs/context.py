@@ -121,12 +121,12 @@ class ControllerContext:
     temperature: float = 0.2
     rate_limit: float | None = None  # model requests per second, shared by every call; None = the spec's rate_limit
     # search
-    batch_size: int = 2  # with the race, two per round reached a good config in fewer example runs than four (benchmarks/tuning_efficiency.py)
+    batch_size: int = 2  # two per round reached a good config in fewer example runs than four (benchmarks/tuning_efficiency.py); a batch of two does not race
     max_proposal_retries: int = 2
     eval_limit: int | None = None  # examples per candidate; None = the whole dataset
     concurrency: int | None = None  # one limit shared by every parallel eval; None = the spec's
     check_every: int = 10  # early-stopping check after this many fresh results
-    race: bool = True  # candidates of one batch race (successive halving); False evaluates each fully
+    race: bool = True  # candidates of a batch of three or more race (successive halving); False evaluates each fully
     seed: int = 0
     observe_window: str | None = None  # None = the spec's observe.window
     experiment_share: float = 0.1  # live traffic a candidate gets when the approver answers "experiment"

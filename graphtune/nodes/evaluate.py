@@ -2,9 +2,9 @@
 
 All tasks of one controller run share one ``EvalRunner`` and so one concurrency limit, one result
 cache and one recorder. A task stops early once its config is clearly worse than the reference
-(the baseline in round one, the best config so far later) on paired examples, or once it falls
-behind in the race with the other candidates of its batch (successive halving: half go on at 25%
-of the examples, a quarter at 50%). Scores of configs running in the same step are read live as
+(the baseline in round one, the best config so far later) on paired examples, or, in a batch of
+three or more, once it falls behind in the race with the other candidates of its batch (successive
+halving: half go on at 25% of the examples, a quarter at 50%; ``evals.runner.race_stop``). Scores of configs running in the same step are read live as
 they arrive, so nothing waits for anything to finish.
 """
 
