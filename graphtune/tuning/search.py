@@ -59,6 +59,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Iterator, Literal
 
+import numpy as np
 import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
@@ -292,7 +293,11 @@ class SearchProposer:
 
         measured = [Measured(config=o.config, goal=o.score if math.isfinite(o.score) else math.nan,
                              constraints=constraints(o), feasible=o.feasible and o.complete) for o in known]
-        model = GuardedModel(self.params, measured, maximize=self.direction == "maximize", seed=seed)
+        try:
+            model = GuardedModel(self.params, measured, maximize=self.direction == "maximize", seed=seed)
+        except (ValueError, ArithmeticError, np.linalg.LinAlgError) as error:  # a degenerate fit: TPE proposes instead
+            _log.warning("search: the goal and guardrail models could not be fitted (%s); TPE proposes this batch", error)
+            return []
         if not model.usable:
             return []
         pool, keys = [], set(seen)

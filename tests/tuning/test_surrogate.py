@@ -81,3 +81,17 @@ def test_unmeasured_guardrails_and_goals_are_left_out_not_fatal():
             Measured(config={**BASE, "fast": True}, goal=900.0, constraints=(math.nan,), feasible=True)]
     model = GuardedModel(params(), rows, maximize=False)
     assert not model.usable  # too little to model: the caller falls back to its other samplers
+
+
+def test_a_model_that_cannot_be_fitted_leaves_the_batch_to_tpe(monkeypatch, caplog):
+    import graphtune.tuning.search as search
+
+    def degenerate(*args, **kwargs):
+        raise ValueError("array must not contain infs or NaNs")
+
+    monkeypatch.setattr(search, "GuardedModel", degenerate)
+    history = [Observation(config=c, score=latency(c), feasible=accuracy_slack(c) <= 0, constraints=[accuracy_slack(c)])
+               for c in [BASE, {**BASE, "fast": True}, {**BASE, "rerank": True}, {**BASE, "cache": True}]]
+    candidates = SearchProposer(SPACE, direction="minimize", seed=1, n_startup_trials=4).propose(BASE, history, 2)
+    assert len(candidates) == 2 and all(c.rationale.startswith("TPE sample") for c in candidates)
+    assert "could not be fitted" in caplog.text
