@@ -116,6 +116,13 @@ def chat_model(model: str | None = None, *, settings: ModelSettings | None = Non
             options["base_url"] = settings.base_url
         if limiter is not None:  # every HTTP attempt paced, the SDK's retries included
             options.update(paced_http_clients(limiter))
+        else:
+            # A client of this model's own: langchain-openai otherwise shares one async client per
+            # (base_url, timeout) for the whole process, and a client whose connections belong to an
+            # event loop that has closed fails every later call ("Event loop is closed").
+            import openai
+
+            options["http_async_client"] = openai.DefaultAsyncHttpxClient()
     elif limiter is not None:  # other providers: LangChain paces each call's first attempt
         options["rate_limiter"] = limiter
     options.update(kwargs)

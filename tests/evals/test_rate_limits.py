@@ -68,3 +68,12 @@ def test_the_run_s_rate_limiter_paces_every_example(server):
     with counted_acquires(shared_limiter(1000.0)) as asked:
         results = evaluate(server, requests_per_s=1000.0)
     assert [r.error for r in results] == [None] * EXAMPLES and len(asked) == len(server.requests) == EXAMPLES
+
+
+def test_a_second_event_loop_against_the_same_endpoint_still_reaches_it(server):
+    """langchain-openai shares one async HTTP client per base URL across the process; a second
+    ``asyncio.run`` (the CLI, a benchmark, a test reusing a freed port) got "Event loop is closed"
+    from connections of the first loop. Each model now has a client of its own."""
+    first = evaluate(server)
+    second = evaluate(server)
+    assert [r.error for r in first + second] == [None] * (2 * EXAMPLES)
