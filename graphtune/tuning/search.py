@@ -68,7 +68,7 @@ from pydantic import BaseModel, Field
 from graphtune.tuning.config_paths import config_hash, get_path, has_path, set_path
 from graphtune.tuning.mutations import Candidate, Mutation, check_candidate
 from graphtune.tuning.space import BoolDomain, ChoiceDomain, FloatDomain, IntDomain, SearchSpace
-from graphtune.tuning.surrogate import GuardedModel, Measured
+from graphtune.tuning.surrogate import GuardedModel, Measured, place
 
 _log = logging.getLogger(__name__)
 
@@ -176,7 +176,7 @@ class SearchProposer:
                 return self._local_start(base_config, history, n, seen, random.Random(call_seed), focus or {}, moves_from)
             rationale = self._rationale(used, skipped)
             candidates = self._modelled(base_config, history, n, seen, random.Random(call_seed), call_seed,
-                                        rationale.partition("(")[2].rstrip(")"))
+                                        self._history_note(used, skipped))
             for _ in range(max(_MIN_ASKS, _ASKS_PER_CANDIDATE * n)):
                 if len(candidates) == n:
                     break
@@ -465,12 +465,15 @@ class SearchProposer:
 
     def _rationale(self, used: int, skipped: int) -> str:
         kind = "TPE sample" if used >= self.n_startup_trials else "random start sample"
+        return f"{kind} ({self._history_note(used, skipped)})"
+
+    def _history_note(self, used: int, skipped: int) -> str:
         note = f"{used} earlier result{'s' if used != 1 else ''}"
         if used < self.n_startup_trials:
             note += f"; TPE models from {self.n_startup_trials}"
         if skipped:
             note += f"; {skipped} outside the current space skipped"
-        return f"{kind} ({note})"
+        return note
 
     def _call_seed(self, history: list[Observation]) -> int:
         digest = hashlib.sha256(f"{self.seed}".encode())
@@ -527,7 +530,7 @@ def _nearby(param: _Param, value: Any, rng: random.Random, *, far: bool = False,
     current = value if isinstance(value, (int, float)) and not isinstance(value, bool) else (low + high) / 2
     direction = rng.choice([-1.0, 1.0])
     if roomier:
-        position = _place(domain, current)
+        position = place(domain, current)
         direction = 1.0 if position < 0.5 else -1.0 if position > 0.5 else direction
     if not roomier and rng.random() < 0.25:
         raw = rng.uniform(low, high) if not domain.log else math.exp(rng.uniform(math.log(low), math.log(high)))
@@ -542,14 +545,6 @@ def _nearby(param: _Param, value: Any, rng: random.Random, *, far: bool = False,
         raw = current + unit if current + unit <= high else current - unit
         moved = param.from_optuna(round(raw) if isinstance(domain, IntDomain) else raw)
     return moved
-
-
-def _place(domain: FloatDomain | IntDomain, value: float) -> float:
-    """Where ``value`` sits in the range, 0 at the low end and 1 at the high end (log scale on a log range)."""
-    low, high = float(domain.low), float(domain.high)
-    if domain.log and low > 0:
-        value, low, high = math.log(max(value, low)), math.log(low), math.log(high)
-    return 0.5 if high == low else (value - low) / (high - low)
 
 
 def _step_from(domain: FloatDomain | IntDomain, current: float, direction: float, rng: random.Random, far: bool) -> float:

@@ -57,11 +57,16 @@ def encode(params: Sequence[Any], config: dict) -> list[float]:
             point += [1.0 if _same(value, allowed) else 0.0 for allowed in domain.values]
         elif isinstance(domain, (FloatDomain, IntDomain)):
             number = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else domain.low
-            low, high = float(domain.low), float(domain.high)
-            if domain.log and low > 0:
-                number, low, high = math.log(max(number, low)), math.log(low), math.log(high)
-            point.append(0.0 if high == low else min(max((number - low) / (high - low), 0.0), 1.0))
+            point.append(min(max(place(domain, number), 0.0), 1.0))
     return point
+
+
+def place(domain: FloatDomain | IntDomain, value: float) -> float:
+    """Where ``value`` sits in the range, 0 at the low end and 1 at the high end (log scale on a log range)."""
+    low, high = float(domain.low), float(domain.high)
+    if domain.log and low > 0:
+        value, low, high = math.log(max(value, low)), math.log(low), math.log(high)
+    return 0.5 if high == low else (value - low) / (high - low)
 
 
 class GuardedModel:
@@ -73,10 +78,9 @@ class GuardedModel:
         self.seed = seed
         self._x: list[list[float]] = []
         self._goal: list[float] = []
-        self._limits: list[list[float]] = []
         self.incumbent: float | None = None
         width = max((len(m.constraints) for m in measured), default=0)
-        self._limits = [[] for _ in range(width)]
+        self._limits: list[list[float]] = [[] for _ in range(width)]
         self._limit_x: list[list[list[float]]] = [[] for _ in range(width)]
         goal_x = []
         for m in measured:
